@@ -1,0 +1,112 @@
+"""The ``rlrf`` command line.
+
+    rlrf score --reference REF.svg|REF.png [options] CAND... [--json]
+
+A CAND file may hold raw model output: prose, <think> blocks and fences around the SVG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+from services.reward_api.core.errors import RewardError
+from services.reward_api.core.results import GroupResult
+from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
+from services.reward_api.core.settings import Settings
+from services.reward_api.profiles import PROFILES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RewardError as exc:
+        print(f"rlrf: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlrf",
+        description="Rendering-feedback rewards for SVG reinforcement learning.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    score = commands.add_parser(
+        "score",
+        help="score candidate SVGs (or raw model outputs) against a reference",
+        description=(
+            "Score each CAND against the reference as one rollout group, exactly as the service would.\n"
+            "Prints a row per candidate: reward, components, status and flags.\n"
+            "Settings not given here come from RLRF_* environment variables (see core/settings.py)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    score.add_argument("--reference", required=True, type=Path, help="reference SVG, or a PNG/JPEG image")
+    score.add_argument("--size", type=int, help="canvas side in pixels (default 224, max 1024)")
+    score.add_argument("--renderer", choices=["resvg", "cairosvg"], help="renderer (default resvg)")
+    score.add_argument("--profile", choices=sorted(PROFILES), help="weight profile (default rlrf-im2svg)")
+    score.add_argument(
+        "--weight", action="append", default=[], metavar="NAME=W", help="override one component weight (repeatable)"
+    )
+    score.add_argument("--step", type=int, help="training step, for weight warm-up schedules")
+    score.add_argument("--workers", type=int, help="render worker processes (default 2)")
+    score.add_argument("--json", action="store_true", help='print {"results": [...]} as JSON')
+    score.add_argument("candidates", nargs="+", type=Path, metavar="CAND", help="candidate files")
+    score.set_defaults(func=_score)
+    return parser
+
+
+def _score(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"size": args.size, "renderer": args.renderer, "workers": args.workers}.items() if v}
+    settings = Settings(**overrides)
+    reference = _read_reference(args.reference)
+    weights = {}
+    for item in args.weight:
+        name, _, value = item.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"rlrf: error: --weight expects NAME=NUMBER, got {item!r}") from None
+    # surrogateescape keeps undecodable bytes visible to the policy, which reports parse_error.
+    completions = [path.read_bytes().decode("utf-8", "surrogateescape") for path in args.candidates]
+    request = ScoreRequest(
+        reference=reference, completions=completions, profile=args.profile, weights=weights or None, step=args.step
+    )
+    from services.reward_api.pipeline import Pipeline  # heavy imports only when scoring
+
+    with Pipeline.embedded(settings) as pipeline:
+        result = pipeline.score_group(request)
+    if args.json:
+        print(json.dumps({"results": [r.model_dump(mode="json") for r in result.results]}, indent=2))
+    else:
+        print(_table(result, [str(p) for p in args.candidates]))
+    return 0
+
+
+def _read_reference(path: Path) -> ReferenceIn:
+    data = path.read_bytes()
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        return ReferenceIn(image_b64=base64.b64encode(data).decode("ascii"))
+    return ReferenceIn(svg=data.decode("utf-8", "surrogateescape"))
+
+
+def _table(result: GroupResult, names: list[str]) -> str:
+    columns = sorted({name for r in result.results for name in r.components})
+    header = ["candidate", "reward", *columns, "status", "flags"]
+    rows = [header]
+    for name, r in zip(names, result.results):
+        reward = "null" if r.reward is None else f"{r.reward:+.3f}"
+        comps = [f"{r.components[c]:+.3f}" if c in r.components else "-" for c in columns]
+        rows.append([name, reward, *comps, r.status.value, ",".join(r.flags) or "-"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

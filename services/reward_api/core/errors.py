@@ -1,0 +1,40 @@
+"""Errors of the reward service.
+
+    RewardError                 base; never escapes as a bare traceback
+    ├── ConfigError             bad settings or missing files at start-up (fail fast)
+    ├── BadReferenceError       the group's reference cannot be prepared (caller's input)
+    ├── InvalidRequestError     a request that breaks the contract (mismatched list lengths, ...)
+    └── UnknownProfileError     a profile or component name that does not exist
+
+Per-rollout problems are not exceptions: they become a ``Status`` on that rollout.
+"""
+
+from __future__ import annotations
+
+
+class RewardError(Exception):
+    """Base of every error the reward service raises on purpose."""
+
+    http_status = 500
+
+
+class ConfigError(RewardError):
+    """Raised at start-up when settings point at something unusable."""
+
+
+class BadReferenceError(RewardError):
+    """Raised when the group's reference (SVG or image) cannot be turned into a canvas."""
+
+    http_status = 422
+
+
+class UnknownProfileError(RewardError):
+    """Raised for a profile or component name that is not defined."""
+
+    http_status = 422
+
+
+class InvalidRequestError(RewardError):
+    """Raised for a request that is well-formed JSON but inconsistent."""
+
+    http_status = 422

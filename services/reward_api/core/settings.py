@@ -1,0 +1,61 @@
+"""All tunables of the reward service, in one place.
+
+Every field can be set from the environment with the ``RLRF_`` prefix (``RLRF_SIZE=512``) or from
+a ``.env`` file. Code receives a ``Settings`` instance; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Renderer = Literal["resvg", "cairosvg"]
+RasterPolicy = Literal["reject", "allow"]
+
+
+class Settings(BaseSettings):
+    """Service configuration. Defaults suit a 2-core CPU box rendering 224 px canvases."""
+
+    model_config = SettingsConfigDict(env_prefix="RLRF_", env_file=".env", extra="ignore")
+
+    # Canvas and renderer -------------------------------------------------------------------
+    size: int = Field(224, ge=16, le=1024, description="Canvas side in pixels (reference and candidates).")
+    renderer: Renderer = Field("resvg", description="resvg (fast, default) or cairosvg (paper parity).")
+    font_file: Path = Field(
+        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+        description="The one font <text> renders with, so text is deterministic across machines.",
+    )
+    font_family: str = Field("DejaVu Sans", description="Family name inside font_file.")
+
+    # Sandbox -------------------------------------------------------------------------------
+    workers: int = Field(2, ge=1, le=256, description="Render worker processes.")
+    render_timeout_s: float = Field(3.0, gt=0, description="Wall-clock limit for one SVG in a worker.")
+    worker_memory_mb: int = Field(2048, ge=256, description="RLIMIT_AS of each render worker.")
+    chunk_size: int = Field(8, ge=1, le=256, description="SVGs handed to a worker per message.")
+
+    # Policy (checked before any renderer sees the code) -----------------------------------
+    max_completion_chars: int = Field(2_000_000, ge=1, description="Longer completions are cut before extraction.")
+    max_svg_bytes: int = Field(256 * 1024, ge=64, description="Larger SVGs are rejected (too_large).")
+    max_elements: int = Field(10_000, ge=1, description="More elements are rejected (too_many_elements).")
+    max_depth: int = Field(64, ge=2, description="Deeper nesting is rejected (too_deep).")
+    embedded_raster: RasterPolicy = Field(
+        "reject",
+        description="'reject': an <image> scores as a failure (pasting pixels is the hack). 'allow': score it, flag it.",
+    )
+    max_data_uri_bytes: int = Field(512 * 1024, ge=0, description="Cap on one data:image URI.")
+    max_raster_pixels: int = Field(2048 * 2048, ge=1, description="Cap on an embedded raster's decoded size.")
+
+    # Scoring -------------------------------------------------------------------------------
+    profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")
+    blank_fraction: float = Field(0.005, ge=0, le=1, description="Renders with fewer non-white pixels are blank.")
+    reference_cache_size: int = Field(256, ge=1, description="Prepared references kept per process.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,280 @@
+"""One rollout group in, one result per rollout out: the function every entry point calls.
+
+    ScoreRequest ─► prepare reference (cached by content hash) ─► extract SVG per completion
+                 ─► backend.score: policy ▸ render ▸ image components, in sandboxed workers
+                 ─► length ▸ weights ▸ GroupResult
+
+Embedded and distributed modes differ only in the ``Backend`` that runs the sandboxed part:
+``LocalBackend`` uses this process's ``WorkerPool``; a Celery backend sends the same functions to
+remote workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from services.reward_api.components import COMPONENTS, Canvas, Sample
+from services.reward_api.components.length import char_length
+from services.reward_api.core.errors import BadReferenceError
+from services.reward_api.core.results import GroupResult, RolloutResult, Status
+from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
+from services.reward_api.core.settings import Settings
+from services.reward_api.profiles import combine, failure_components, resolve_weights
+from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout, WorkerPool
+from services.reward_api.scoring import Outcome, ReferenceRender, RenderJob, render_reference, score_svg
+from services.reward_api.svg.extract import extract_svg
+from services.reward_api.svg.policy import PolicyLimits
+
+MAX_REFERENCE_PIXELS = 64 * 1024 * 1024
+
+
+class Backend(Protocol):
+    """Where the sandboxed work runs. Failures come back as ``TaskFailure`` values, not raised."""
+
+    def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure: ...
+
+    def score(self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob) -> list[Outcome | TaskFailure]: ...
+
+
+class LocalBackend:
+    """Embedded mode: the sandboxed work runs in this process's worker pool."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure:
+        result: ReferenceRender | TaskFailure = self.pool.run(partial(render_reference, job=job), [svg])[0]
+        return result
+
+    def score(self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob) -> list[Outcome | TaskFailure]:
+        return self.pool.run(partial(score_svg, job=job), svgs, context_key=key, context=reference)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedReference:
+    """A group's reference, rendered once and shared by all its rollouts (and later groups)."""
+
+    key: str
+    canvas: Canvas
+    intrinsic_size: tuple[float, float]
+    length: int | None
+    blank: bool
+
+
+class Pipeline:
+    """Scores rollout groups with one settings object and one backend.
+
+    >>> with Pipeline.embedded(Settings()) as pipeline:           # doctest: +SKIP
+    ...     result = pipeline.score_group(ScoreRequest(reference={"svg": ref}, completions=outs))
+    """
+
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self._references: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limits = PolicyLimits(
+            max_svg_bytes=settings.max_svg_bytes,
+            max_elements=settings.max_elements,
+            max_depth=settings.max_depth,
+            max_data_uri_bytes=settings.max_data_uri_bytes,
+            max_raster_pixels=settings.max_raster_pixels,
+            reject_embedded_raster=settings.embedded_raster == "reject",
+        )
+
+    @classmethod
+    def embedded(cls, settings: Settings) -> Pipeline:
+        """A pipeline with its own local worker pool (close it, or use ``with``)."""
+        pool = WorkerPool(
+            workers=settings.workers,
+            timeout_s=settings.render_timeout_s,
+            memory_mb=settings.worker_memory_mb,
+            chunk_size=settings.chunk_size,
+        )
+        return cls(settings, LocalBackend(pool))
+
+    def close(self) -> None:
+        pool = getattr(self.backend, "pool", None)
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # the pipeline -----------------------------------------------------------------------------
+    def score_group(self, request: ScoreRequest) -> GroupResult:
+        """Score every completion of one group against its reference, in completion order.
+
+        Raises:
+            BadReferenceError: the reference cannot be rendered or decoded (the caller's data).
+            UnknownProfileError: unknown profile or component in ``weights``.
+        """
+        started = time.perf_counter()
+        weights = resolve_weights(request.profile or self.settings.profile, request.weights, request.step)
+        reference = self.prepare_reference(request.reference, tokens=request.reference_tokens)
+        prepared = time.perf_counter()
+
+        extractions = [extract_svg(text, max_chars=self.settings.max_completion_chars) for text in request.completions]
+        to_score = [i for i, ex in enumerate(extractions) if ex.svg is not None]
+        job = self._job(reference, tuple(n for n in weights if COMPONENTS[n].needs_canvas))
+        outcomes = self.backend.score(reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job)
+        by_index = dict(zip(to_score, outcomes))
+        scored = time.perf_counter()
+
+        applicable = [n for n in weights if n != "length" or reference.length is not None]
+        penalty, penalty_components = combine(failure_components(applicable), weights)
+        results: list[RolloutResult] = []
+        for i, extraction in enumerate(extractions):
+            outcome = by_index.get(i)
+            if outcome is None:
+                results.append(RolloutResult(reward=penalty, components=penalty_components, status=extraction.status, flags=[extraction.status.value]))
+            elif isinstance(outcome, TaskFailure):
+                results.append(_infrastructure_or_render_failure(outcome, penalty, penalty_components))
+            elif outcome.status is not Status.ok:
+                results.append(
+                    RolloutResult(reward=penalty, components=penalty_components, status=outcome.status, flags=outcome.flags, detail=outcome.detail)
+                )
+            else:
+                svg = extraction.svg or ""
+                length = request.completion_tokens[i] if request.completion_tokens else char_length(svg)
+                components: dict[str, float | None] = dict(outcome.components)
+                flags = list(outcome.flags)
+                for name in weights:
+                    if not COMPONENTS[name].needs_canvas:
+                        components[name] = COMPONENTS[name].compute(Sample(None, length), Sample(None, reference.length))
+                if reference.length is not None and length < reference.length / 2:
+                    flags.append("length_collapse")
+                total, applied = combine(components, weights)
+                results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
+        done = time.perf_counter()
+        return GroupResult(
+            results=results,
+            timings_ms={
+                "reference": 1e3 * (prepared - started),
+                "render_score": 1e3 * (scored - prepared),
+                "total": 1e3 * (done - started),
+            },
+        )
+
+    def prepare_reference(self, reference: ReferenceIn, *, tokens: int | None = None) -> PreparedReference:
+        """Render or decode the reference once; later groups with the same content reuse it."""
+        s = self.settings
+        content = reference.svg if reference.svg is not None else reference.image_b64
+        if content is None:
+            raise BadReferenceError("this task needs a reference svg or image_b64 (text-only scoring needs clip_text)")
+        kind = "svg" if reference.svg is not None else "image"
+        key = hashlib.sha256(f"{kind}|{s.size}|{s.renderer}|{s.font_family}|{content}".encode("utf-8", "surrogatepass")).hexdigest()
+        with self._lock:
+            cached = self._references.get(key)
+            if cached is not None:
+                self._references.move_to_end(key)
+        if cached is None:
+            cached = self._render_reference(key, reference.svg) if reference.svg is not None else self._decode_reference(key, content)
+            with self._lock:
+                self._references[key] = cached
+                while len(self._references) > s.reference_cache_size:
+                    self._references.popitem(last=False)
+        return replace(cached, length=tokens) if tokens is not None else cached
+
+    # helpers ----------------------------------------------------------------------------------
+    def _job(self, reference: PreparedReference | None, image_components: tuple[str, ...], limits: PolicyLimits | None = None) -> RenderJob:
+        s = self.settings
+        return RenderJob(
+            width=s.size,
+            height=s.size,
+            renderer=s.renderer,
+            font_file=s.font_file,
+            font_family=s.font_family,
+            limits=limits or self._limits,
+            image_components=image_components,
+            blank_fraction=s.blank_fraction,
+            reference_size=reference.intrinsic_size if reference else (0.0, 0.0),
+            reference_blank=reference.blank if reference else False,
+        )
+
+    def _render_reference(self, key: str, svg: str) -> PreparedReference:
+        # Ground truth may embed rasters; everything else in the policy still applies.
+        job = self._job(None, (), replace(self._limits, reject_embedded_raster=False))
+        rendered = self.backend.render_reference(svg, job)
+        if isinstance(rendered, TaskFailure):
+            raise BadReferenceError(f"reference SVG could not be rendered: {type(rendered).__name__}: {rendered}")
+        if rendered.image is None:
+            raise BadReferenceError(f"reference SVG is {rendered.status.value}: {rendered.detail}")
+        canvas = Canvas(rendered.image)
+        extraction = extract_svg(svg)
+        return PreparedReference(key, canvas, rendered.intrinsic_size, char_length(extraction.svg or svg), self._is_blank(canvas))
+
+    def _decode_reference(self, key: str, image_b64: str) -> PreparedReference:
+        try:
+            data = base64.b64decode(image_b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadReferenceError(f"reference image_b64 is not valid base64: {exc}") from None
+        image = _decode_image(data)
+        h, w = image.shape[:2]
+        canvas = Canvas(_letterbox(image, self.settings.size, self.settings.size))
+        return PreparedReference(key, canvas, (float(w), float(h)), None, self._is_blank(canvas))
+
+    def _is_blank(self, canvas: Canvas) -> bool:
+        return canvas.ink_fraction < self.settings.blank_fraction
+
+
+def _infrastructure_or_render_failure(failure: TaskFailure, penalty: float, components: dict[str, float]) -> RolloutResult:
+    """A renderer that hung or died is the SVG's fault; anything else is ours (reward null)."""
+    if isinstance(failure, TaskTimeout):
+        return RolloutResult(reward=penalty, components=components, status=Status.render_timeout, flags=["render_timeout"], detail=str(failure))
+    if isinstance(failure, TaskCrash):
+        return RolloutResult(reward=penalty, components=components, status=Status.render_crash, flags=["render_crash"], detail=str(failure))
+    return RolloutResult(reward=None, components={}, status=Status.error, flags=[], detail=f"{type(failure).__name__}: {failure}")
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes to BGR uint8, transparency composited on white."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise BadReferenceError(f"reference image cannot be read: {exc}") from None
+    if width * height > MAX_REFERENCE_PIXELS:
+        raise BadReferenceError(f"reference image is {width}x{height}, over {MAX_REFERENCE_PIXELS} pixels")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise BadReferenceError("reference image cannot be decoded (PNG or JPEG expected)")
+    if image.dtype != np.uint8:
+        image = (image / 257).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        return (image[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    return image
+
+
+def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Fit ``image`` inside the canvas keeping its aspect, centred on white (as SVG 'meet' does)."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas

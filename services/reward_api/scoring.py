@@ -1,0 +1,112 @@
+"""What runs inside a sandboxed worker for one SVG: policy check, render, image components.
+
+These functions are the unit of isolation: ``sandbox.py`` runs them in a child process with a
+memory and a wall-clock limit, so a renderer that hangs, aborts or segfaults costs one rollout its
+score (``render_timeout`` / ``render_crash``), not the group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.reward_api.components import COMPONENTS, Canvas, Sample
+from services.reward_api.core.results import Status
+from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
+from services.reward_api.svg.render import Renderer, RenderError, render
+
+TINY_FACTOR = 8  # a candidate declaring a size 8x smaller than the reference's is flagged
+
+
+@dataclass(frozen=True, slots=True)
+class RenderJob:
+    """Everything a worker needs to score SVGs against one reference (picklable, no settings)."""
+
+    width: int
+    height: int
+    renderer: Renderer
+    font_file: Path
+    font_family: str
+    limits: PolicyLimits
+    image_components: tuple[str, ...] = ()
+    blank_fraction: float = 0.005
+    reference_size: tuple[float, float] = (0.0, 0.0)
+    reference_blank: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A worker's verdict on one SVG: status, image components, flags."""
+
+    status: Status
+    components: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class ReferenceRender:
+    """A rendered reference SVG, or why it could not be rendered."""
+
+    image: np.ndarray | None
+    intrinsic_size: tuple[float, float]
+    status: Status
+    detail: str | None = None
+
+
+def score_svg(reference: Canvas, svg: str, *, job: RenderJob) -> Outcome:
+    """Check, render and score one candidate SVG against the prepared reference canvas."""
+    checked = check_svg(svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family)
+    if checked.status is not Status.ok:
+        return Outcome(checked.status, flags=checked.flags, detail=checked.detail)
+    flags = list(checked.flags)
+    ref_w, ref_h = job.reference_size
+    cand_w, cand_h = checked.intrinsic_size
+    if cand_w * TINY_FACTOR < ref_w or cand_h * TINY_FACTOR < ref_h:
+        flags.append("tiny_viewbox")
+    image, failure = _render_checked(checked, job)
+    if failure is not None:
+        failure.flags[:0] = flags
+        return failure
+    assert image is not None
+    canvas = Canvas(image)
+    if canvas.ink_fraction < job.blank_fraction and not job.reference_blank:
+        return Outcome(Status.blank, flags=[*flags, "blank"], detail=f"{canvas.ink_fraction:.2%} non-white pixels")
+    candidate, ref = Sample(canvas), Sample(reference)
+    components = {name: COMPONENTS[name].compute(candidate, ref) for name in job.image_components}
+    return Outcome(Status.ok, {k: v for k, v in components.items() if v is not None}, flags)
+
+
+def render_reference(_context: object, svg: str, *, job: RenderJob) -> ReferenceRender:
+    """Render a reference SVG with the same policy and canvas as candidates (rasters allowed)."""
+    checked = check_svg(svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family)
+    if checked.status is not Status.ok:
+        return ReferenceRender(None, checked.intrinsic_size, checked.status, checked.detail)
+    image, failure = _render_checked(checked, job)
+    if failure is not None:
+        return ReferenceRender(None, checked.intrinsic_size, failure.status, failure.detail)
+    return ReferenceRender(image, checked.intrinsic_size, Status.ok)
+
+
+def _render_checked(checked: CheckedSvg, job: RenderJob) -> tuple[np.ndarray | None, Outcome | None]:
+    assert checked.document is not None
+    try:
+        image = render(
+            checked.document,
+            width=job.width,
+            height=job.height,
+            renderer=job.renderer,
+            font_file=job.font_file,
+            font_family=job.font_family,
+        )
+    except RenderError as exc:
+        return None, Outcome(Status.parse_error, flags=["renderer"], detail=str(exc))
+    except MemoryError:
+        return None, Outcome(Status.render_crash, flags=["memory"], detail="renderer exceeded the memory limit")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # pyo3 PanicException derives from BaseException
+        return None, Outcome(Status.render_crash, flags=["panic"], detail=f"{type(exc).__name__}: {exc}"[:500])
+    return image, None

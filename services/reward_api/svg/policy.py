@@ -1,0 +1,328 @@
+"""Policy check and canvas normalisation, before any renderer sees untrusted SVG code.
+
+A model's output is untrusted code. Renderers will happily read local files (resvg resolves
+``<image href="/etc/...">``), fetch URLs (cairosvg follows ``xml-stylesheet`` and external
+``url()``), expand entities and recurse. Rather than trust each renderer's defaults, one streaming
+expat pass rejects every construct that can reach outside the document or blow up, and the same
+pass collects what the reward guards need (text elements, embedded rasters, intrinsic size).
+
+Rejected (status ``rejected``, flag = the rule): ``doctype``/``entity`` declarations,
+``processing_instruction`` (``xml-stylesheet``), ``xinclude``, ``script``, ``foreign_object``,
+``external_href`` (any href but ``#id`` or a raster ``data:`` URI), ``data_uri`` (non-raster,
+non-base64 or over ``max_data_uri_bytes``), ``raster_too_large`` (decoded size over
+``max_raster_pixels``: PNG bombs), ``css_import``, ``external_url`` (``url()`` not to ``#id``),
+``css_escape`` (backslashes in CSS could spell either of those), ``too_large``,
+``too_many_elements``, ``too_deep``, and ``embedded_raster`` when the settings say so.
+Undecodable bytes and malformed XML are ``parse_error``.
+
+The accepted document is re-emitted with its root start tag rewritten: ``width``/``height`` set to
+the canvas, a ``viewBox`` derived from the old size if it had none, and missing ``xmlns``
+declarations added. Every candidate therefore fills exactly the reference canvas, whatever its own
+size claims (the RLRF fix for the tiny-viewBox hack), and a renderer never allocates a 1e8-pixel
+surface because a model asked for one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import xml.parsers.expat
+from dataclasses import dataclass, field
+from xml.sax.saxutils import quoteattr
+
+from services.reward_api.core.results import Status
+
+SVG_NS = "http://www.w3.org/2000/svg"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+_TEXT_TAGS = frozenset({"text", "tspan", "textPath"})
+_FORBIDDEN_TAGS = {"script": "script", "foreignObject": "foreign_object", "include": "xinclude"}
+_URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.S)
+_DATA_URI = re.compile(r"data:image/(png|jpeg|jpg|gif|webp)(?:;[^,;]*)*;base64,", re.I)
+_LENGTH = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(px|pt|pc|mm|cm|in)?\s*$")
+_UNIT_PX = {None: 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
+_DEFAULT_SIZE = 100.0  # what SVG renderers assume for a root with neither size nor viewBox
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLimits:
+    """The caps a document is checked against (a picklable slice of the settings)."""
+
+    max_svg_bytes: int = 256 * 1024
+    max_elements: int = 10_000
+    max_depth: int = 64
+    max_data_uri_bytes: int = 512 * 1024
+    max_raster_pixels: int = 2048 * 2048
+    reject_embedded_raster: bool = True
+
+
+@dataclass(slots=True)
+class CheckedSvg:
+    """Outcome of the policy check: a status, flags, and the normalised document if accepted."""
+
+    status: Status
+    flags: list[str] = field(default_factory=list)
+    detail: str | None = None
+    document: str | None = None
+    intrinsic_size: tuple[float, float] = (_DEFAULT_SIZE, _DEFAULT_SIZE)
+    has_text: bool = False
+    has_raster: bool = False
+
+
+class _Reject(Exception):
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+
+
+def check_svg(
+    svg: str | bytes,
+    *,
+    width: int,
+    height: int,
+    limits: PolicyLimits = PolicyLimits(),
+    font_family: str | None = None,
+) -> CheckedSvg:
+    """Check an SVG against the policy and normalise it onto a ``width`` x ``height`` canvas.
+
+    Args:
+        svg: the extracted SVG, as text or raw bytes (bytes must be UTF-8).
+        width, height: the canvas the renderer will draw on.
+        limits: the caps to enforce.
+        font_family: if given and the document has text, a style rule forces every text element
+            onto this family, so text renders with the one font the renderer has loaded.
+
+    Returns:
+        ``CheckedSvg`` with status ``ok`` and ``document`` set, or ``rejected``/``parse_error``
+        with the rule in ``flags`` and a reason in ``detail``.
+    """
+    try:
+        data = svg.encode("utf-8") if isinstance(svg, str) else bytes(svg)
+        if isinstance(svg, bytes):
+            svg.decode("utf-8")
+    except UnicodeError as exc:
+        return CheckedSvg(Status.parse_error, ["encoding"], f"not valid UTF-8: {exc.reason}")
+    if len(data) > limits.max_svg_bytes:
+        return CheckedSvg(Status.rejected, ["too_large"], f"{len(data)} bytes > {limits.max_svg_bytes}")
+    scan = _Scan(limits)
+    try:
+        scan.run(data)
+    except _Reject as exc:
+        return CheckedSvg(Status.rejected, [exc.rule], str(exc))
+    except xml.parsers.expat.ExpatError as exc:
+        return CheckedSvg(Status.parse_error, ["xml"], f"malformed XML: {exc}")
+    except RecursionError:  # pragma: no cover - expat is iterative; belt and braces
+        return CheckedSvg(Status.rejected, ["too_deep"], "nesting too deep")
+    if scan.root_attrs is None:
+        return CheckedSvg(Status.parse_error, ["xml"], "no root element")
+    if scan.root_name.rsplit(":", 1)[-1] != "svg":
+        return CheckedSvg(Status.parse_error, ["not_svg"], f"root element is <{scan.root_name}>, not <svg>")
+    flags: list[str] = []
+    if scan.has_raster:
+        flags.append("embedded_raster")
+        if limits.reject_embedded_raster:
+            return CheckedSvg(Status.rejected, flags, "embedded raster images are not drawings", has_raster=True)
+    if scan.has_text:
+        flags.append("text_elements")
+    document, size = _normalise_root(data, scan, width, height, font_family if scan.has_text else None)
+    return CheckedSvg(Status.ok, flags, None, document, size, scan.has_text, scan.has_raster)
+
+
+class _Scan:
+    """One expat pass: enforce the policy, remember the root start tag."""
+
+    def __init__(self, limits: PolicyLimits) -> None:
+        self.limits = limits
+        self.depth = 0
+        self.elements = 0
+        self.root_name = ""
+        self.root_attrs: list[str] | None = None
+        self.root_offset = 0
+        self.uses_xlink = False
+        self.has_text = False
+        self.has_raster = False
+        self._style_depth: int | None = None
+        self._style_text: list[str] = []
+
+    def run(self, data: bytes) -> None:
+        parser = xml.parsers.expat.ParserCreate("utf-8")
+        parser.ordered_attributes = True
+        parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = self._doctype
+        parser.EntityDeclHandler = self._entity
+        parser.ExternalEntityRefHandler = self._external_entity
+        parser.ProcessingInstructionHandler = self._pi
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._chars
+        self._parser = parser
+        parser.Parse(data, True)
+
+    # expat handlers -----------------------------------------------------------------------
+    def _doctype(self, *_: object) -> None:
+        raise _Reject("doctype", "DOCTYPE declarations are not allowed (entity expansion, XXE)")
+
+    def _entity(self, *_: object) -> None:
+        raise _Reject("entity", "ENTITY declarations are not allowed")
+
+    def _external_entity(self, *_: object) -> int:
+        raise _Reject("entity", "external entities are not allowed")
+
+    def _pi(self, target: str, _data: str) -> None:
+        raise _Reject("processing_instruction", f"processing instruction <?{target}?> is not allowed")
+
+    def _start(self, name: str, attrs: list[str]) -> None:
+        self.depth += 1
+        self.elements += 1
+        if self.depth > self.limits.max_depth:
+            raise _Reject("too_deep", f"nesting deeper than {self.limits.max_depth}")
+        if self.elements > self.limits.max_elements:
+            raise _Reject("too_many_elements", f"more than {self.limits.max_elements} elements")
+        if self.root_attrs is None:
+            self.root_name, self.root_attrs = name, attrs
+            self.root_offset = self._parser.CurrentByteIndex
+        local = name.rsplit(":", 1)[-1]
+        if local in _FORBIDDEN_TAGS:
+            raise _Reject(_FORBIDDEN_TAGS[local], f"<{name}> is not allowed")
+        if local in _TEXT_TAGS:
+            self.has_text = True
+        if local == "style":
+            self._style_depth, self._style_text = self.depth, []
+        for key, value in zip(attrs[::2], attrs[1::2]):
+            if key.startswith("xlink:"):
+                self.uses_xlink = True
+            key_local = key.rsplit(":", 1)[-1]
+            if key_local == "href":
+                self._href(value, raster_ok=local in ("image", "feImage"))
+            elif key_local == "style":
+                self._css(value)
+            elif "url(" in value:
+                self._urls(value)
+
+    def _end(self, _name: str) -> None:
+        if self._style_depth == self.depth:
+            self._css("".join(self._style_text))
+            self._style_depth = None
+        self.depth -= 1
+
+    def _chars(self, text: str) -> None:
+        if self._style_depth is not None:
+            self._style_text.append(text)
+
+    # rules ----------------------------------------------------------------------------------
+    def _href(self, value: str, *, raster_ok: bool) -> None:
+        value = value.strip()
+        if value.startswith("#"):
+            return
+        if not value.lower().startswith("data:"):
+            raise _Reject("external_href", f"href to {value[:60]!r}: only #id and raster data: URIs are allowed")
+        match = _DATA_URI.match(value)
+        if not raster_ok or match is None:
+            raise _Reject("data_uri", f"data URI {value[:40]!r}...: only base64 PNG/JPEG/GIF/WebP images")
+        if len(value) > self.limits.max_data_uri_bytes:
+            raise _Reject("data_uri", f"data URI of {len(value)} bytes > {self.limits.max_data_uri_bytes}")
+        try:
+            payload = base64.b64decode("".join(value[match.end() :].split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _Reject("data_uri", f"data URI is not valid base64: {exc}") from None
+        pixels = _raster_pixels(payload)
+        if pixels is None or pixels > self.limits.max_raster_pixels:
+            raise _Reject("raster_too_large", f"embedded raster unreadable or over {self.limits.max_raster_pixels} px")
+        self.has_raster = True
+
+    def _css(self, css: str) -> None:
+        if "\\" in css:
+            raise _Reject("css_escape", "backslash escapes in CSS are not allowed")
+        if "@import" in css.lower():
+            raise _Reject("css_import", "CSS @import is not allowed")
+        self._urls(css)
+
+    def _urls(self, value: str) -> None:
+        for match in _URL.finditer(value):
+            if not match.group(2).strip().startswith("#"):
+                raise _Reject("external_url", f"url({match.group(2)[:60]!r}): only url(#id) is allowed")
+
+
+def _raster_pixels(payload: bytes) -> int | None:
+    """Decoded pixel count of an embedded image, read from its header only (no decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return width * height
+
+
+def _normalise_root(
+    data: bytes, scan: _Scan, width: int, height: int, font_family: str | None
+) -> tuple[str, tuple[float, float]]:
+    attrs = scan.root_attrs or []
+    pairs = dict(zip(attrs[::2], attrs[1::2]))
+    size = _intrinsic_size(pairs)
+    if _parse_viewbox(pairs.get("viewBox")) is None:
+        pairs["viewBox"] = f"0 0 {size[0]:g} {size[1]:g}"
+    pairs["width"], pairs["height"] = str(width), str(height)
+    pairs.setdefault("xmlns", SVG_NS)
+    if scan.uses_xlink:
+        pairs.setdefault("xmlns:xlink", XLINK_NS)
+    start = scan.root_offset
+    end = _start_tag_end(data, start)
+    closing = "/>" if data[end - 2 : end] == b"/>" else ">"
+    tag = f"<{scan.root_name} " + " ".join(f"{k}={quoteattr(v)}" for k, v in pairs.items()) + closing
+    if font_family and closing == ">":
+        tag += f'<style>*{{font-family:"{font_family}" !important}}</style>'
+    return tag + data[end:].decode("utf-8"), size
+
+
+def _start_tag_end(data: bytes, start: int) -> int:
+    """Offset just past the ``>`` closing the start tag at ``start`` (quote-aware)."""
+    quote = 0
+    for i in range(start, len(data)):
+        byte = data[i]
+        if quote:
+            if byte == quote:
+                quote = 0
+        elif byte in (0x22, 0x27):
+            quote = byte
+        elif byte == 0x3E:
+            return i + 1
+    return len(data)  # unreachable for a document expat accepted
+
+
+def _intrinsic_size(attrs: dict[str, str]) -> tuple[float, float]:
+    """The size a renderer would give the document by itself (width/height, else viewBox)."""
+    viewbox = _parse_viewbox(attrs.get("viewBox"))
+    width, height = _parse_length(attrs.get("width")), _parse_length(attrs.get("height"))
+    if width and height:
+        return width, height
+    if viewbox:
+        vw, vh = viewbox
+        if width:
+            return width, width * vh / vw
+        if height:
+            return height * vw / vh, height
+        return vw, vh
+    return width or _DEFAULT_SIZE, height or _DEFAULT_SIZE
+
+
+def _parse_viewbox(value: str | None) -> tuple[float, float] | None:
+    if not value:
+        return None
+    try:
+        parts = [float(p) for p in value.replace(",", " ").split()]
+    except ValueError:
+        return None
+    if len(parts) != 4 or not (parts[2] > 0 and parts[3] > 0) or any(p != p for p in parts):
+        return None
+    return parts[2], parts[3]
+
+
+def _parse_length(value: str | None) -> float | None:
+    match = _LENGTH.match(value or "")
+    if not match:
+        return None
+    number = float(match.group(1)) * _UNIT_PX[match.group(2)]
+    return number if number > 0 and number != float("inf") else None

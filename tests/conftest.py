@@ -1,0 +1,32 @@
+"""Shared fixtures: the svg_dev corpus, fast settings, one embedded pipeline per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.reward_api.core.settings import Settings
+from services.reward_api.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+SVG_DEV = REPO.parent / "shared" / "data" / "svg_dev"
+
+
+def svg_dev_files() -> list[Path]:
+    files = sorted(SVG_DEV.glob("*.svg"))
+    if not files:
+        raise RuntimeError(f"svg_dev corpus not found at {SVG_DEV} (it ships beside the repo in shared/)")
+    return files
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(workers=2, render_timeout_s=2.0, worker_memory_mb=1536)
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> Iterator[Pipeline]:
+    with Pipeline.embedded(settings) as p:
+        yield p

@@ -96,6 +96,7 @@ class WorkerPool:
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._closed = False
         self.restarts = 0  # workers replaced after timeouts and crashes
+        self._startup_failures = 0
         self._workers = [self._spawn() for _ in range(workers)]
         self._thread = threading.Thread(target=self._dispatch, name="rlrf-dispatcher", daemon=True)
         self._thread.start()
@@ -155,19 +156,21 @@ class WorkerPool:
                     closed = self._closed
                 if closed:
                     break
+                # Split what is queued evenly over the workers, so one group never lands on one worker.
+                size = min(self.chunk_size, -(-len(pending) // len(self._workers)))
                 for worker in self._workers:
                     if worker.ready and not worker.inflight and pending:
-                        self._assign(worker, pending)
+                        self._assign(worker, pending, size)
                 self._wait_and_collect(pending)
         except Exception:  # pragma: no cover - a dispatcher bug must not hang callers
             log.exception("worker pool dispatcher failed")
         finally:
             self._shutdown(pending)
 
-    def _assign(self, worker: _Worker, pending: deque[_Task]) -> None:
+    def _assign(self, worker: _Worker, pending: deque[_Task], size: int) -> None:
         head = pending.popleft()
         chunk = [head]
-        while pending and len(chunk) < self.chunk_size and pending[0].fn is head.fn and pending[0].context_key == head.context_key:
+        while pending and len(chunk) < size and pending[0].fn is head.fn and pending[0].context_key == head.context_key:
             chunk.append(pending.popleft())
         chunk = [task for task in chunk if not task.future.cancelled()]
         if not chunk:
@@ -215,6 +218,7 @@ class WorkerPool:
                 kind = message[0]
                 if kind == "ready":
                     worker.ready = True
+                    self._startup_failures = 0
                     continue
                 task = worker.inflight.popleft()
                 _settle(task.future, message[1] if kind == "ok" else TaskError(message[1]))
@@ -227,6 +231,13 @@ class WorkerPool:
         worker = self._workers[index]
         worker.process.join(timeout=5)
         worker.conn.close()
+        if not worker.ready:  # died before it could serve: a broken install, not a hostile SVG
+            self._startup_failures += 1
+            if self._startup_failures >= 3:
+                broken = TaskError(f"render workers fail to start (exit code {worker.process.exitcode})")
+                while pending:
+                    _settle(pending.popleft().future, broken)
+            time.sleep(min(2.0, 0.1 * self._startup_failures))
         if worker.inflight:
             _settle(worker.inflight.popleft().future, failure)
             pending.extendleft(reversed(worker.inflight))  # the rest of the chunk goes first, in order

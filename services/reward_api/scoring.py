@@ -105,6 +105,8 @@ def _render_checked(checked: CheckedSvg, job: RenderJob) -> tuple[np.ndarray | N
         return None, Outcome(Status.parse_error, flags=["renderer"], detail=str(exc))
     except MemoryError:
         return None, Outcome(Status.render_crash, flags=["memory"], detail="renderer exceeded the memory limit")
+    except RecursionError:
+        return None, Outcome(Status.render_crash, flags=["recursion"], detail="renderer exceeded the recursion limit")
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyo3 PanicException derives from BaseException

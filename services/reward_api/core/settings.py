@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     chunk_size: int = Field(8, ge=1, le=256, description="SVGs handed to a worker per message.")
 
     # Policy (checked before any renderer sees the code) -----------------------------------
-    max_completion_chars: int = Field(2_000_000, ge=1, description="Longer completions are cut before extraction.")
+    max_completion_chars: int = Field(8_000_000, ge=1, description="Longer completions are cut before extraction.")
     max_svg_bytes: int = Field(256 * 1024, ge=64, description="Larger SVGs are rejected (too_large).")
     max_elements: int = Field(10_000, ge=1, description="More elements are rejected (too_many_elements).")
     max_depth: int = Field(64, ge=2, description="Deeper nesting is rejected (too_deep).")

@@ -33,7 +33,7 @@ class Extraction:
     svg: str | None = None
 
 
-def extract_svg(text: str, *, max_chars: int = 2_000_000) -> Extraction:
+def extract_svg(text: str, *, max_chars: int = 8_000_000) -> Extraction:
     """Return the SVG block a completion answers with.
 
     Args:

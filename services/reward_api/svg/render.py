@@ -5,9 +5,10 @@ worker (``sandbox.py``): renderers can hang, abort or segfault on hostile input.
 
 Two renderers give the same canvas:
 
-* ``resvg`` (default) through the ``resvg`` binding: measured ~2-3x faster than the ``resvg-py``
-  package on the svg_dev corpus (``bench/bench_pipeline.py --renderers``), since resvg-py rebuilds
-  its font database on every call. Both hand back PNG bytes, so a PNG decode is unavoidable here.
+* ``resvg`` (default) through the ``resvg`` binding: measured ~3x faster than the ``resvg-py``
+  package on the svg_dev corpus with identical pixels (``bench/bench_pipeline.py --renderers``);
+  it also lets us build the options (and font) once per process. Both hand back PNG bytes only,
+  so a PNG decode is unavoidable with either.
 * ``cairosvg``, for parity with the RLRF paper and StarVector. We draw into cairo's surface and read
   its pixels directly, skipping the PNG round trip, and never let it fetch a URL.
 """
@@ -75,7 +76,7 @@ def _render_cairosvg(document: str, width: int, height: int) -> np.ndarray:
     try:
         tree = Tree(bytestring=document.encode("utf-8"), unsafe=False, url_fetcher=_deny_fetch)
         surface = PNGSurface(tree, None, 96, output_width=width, output_height=height, background_color="white")
-    except RenderError:
+    except (RenderError, RecursionError, MemoryError):
         raise
     except Exception as exc:
         raise RenderError(f"cairosvg: {type(exc).__name__}: {exc}") from exc

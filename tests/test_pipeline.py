@@ -1,0 +1,143 @@
+"""The pipeline on the real svg_dev corpus, with the real renderers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from services.reward_api.core.errors import BadReferenceError, UnknownProfileError
+from services.reward_api.core.results import Status
+from services.reward_api.core.schemas import ScoreRequest
+from services.reward_api.pipeline import Pipeline
+from tests.conftest import svg_dev_files
+
+SHIFTS = (0.005, 0.01, 0.02, 0.04)  # fraction of the viewBox: growing perturbation strength
+
+
+def _size(svg: str) -> tuple[float, float]:
+    match = re.search(r'viewBox="([^"]+)"', svg)
+    if match:
+        _, _, w, h = (float(v) for v in match.group(1).replace(",", " ").split())
+        return w, h
+    width = re.search(r'\swidth="([\d.]+)', svg)
+    height = re.search(r'\sheight="([\d.]+)', svg)
+    assert width and height
+    return float(width.group(1)), float(height.group(1))
+
+
+def _shifted(svg: str, dx: float, dy: float) -> str:
+    start = svg.index(">", svg.index("<svg")) + 1
+    end = svg.rindex("</svg>")
+    return f'{svg[:start]}<g transform="translate({dx:.4f} {dy:.4f})">{svg[start:end]}</g>{svg[end:]}'
+
+
+@pytest.mark.slow
+def test_every_svg_dev_file_scores_the_maximum_against_itself_and_shifts_score_lower(pipeline: Pipeline) -> None:
+    """300 real SVGs: itself gets pixel_l2 = canny_l2 = 1; growing shifts score monotonically lower."""
+    files = svg_dev_files()
+    assert len(files) >= 300
+    edgeless = []
+    for path in files:
+        reference = path.read_text()
+        w, h = _size(reference)
+        candidates = [reference] + [_shifted(reference, k * w, 0.7 * k * h) for k in SHIFTS]
+        result = pipeline.score_group(ScoreRequest(reference={"svg": reference}, completions=candidates))
+        statuses = [r.status for r in result.results]
+        assert statuses == [Status.ok] * len(candidates), (path.name, statuses)
+        itself = result.results[0].components
+        assert itself["pixel_l2"] == pytest.approx(1.0) and itself["canny_l2"] == pytest.approx(1.0), path.name
+        # Hairline-only drawings can have no Canny edges at all; both edge maps are then flat and
+        # canny_l2 cannot tell them apart (documented). Count them instead of testing them.
+        flat_edges = pipeline.prepare_reference(ScoreRequest(reference={"svg": reference}, completions=["x"]).reference)
+        if flat_edges.canvas.edges.std() == 0:
+            edgeless.append(path.name)
+        for name, tolerance in (("pixel_l2", 1e-6), ("canny_l2", 1e-2)):
+            values = [r.components[name] for r in result.results]
+            assert all(b <= a + tolerance for a, b in zip(values, values[1:])), (path.name, name, values)
+            if name == "pixel_l2" or path.name not in edgeless:
+                assert values[-1] < values[0] - 0.05, (path.name, name, values)
+    assert len(edgeless) <= 2, edgeless
+
+
+def test_result_schema_penalties_and_flags(pipeline: Pipeline) -> None:
+    reference = svg_dev_files()[100].read_text()
+    completions = [
+        f"Here you go:\n```svg\n{reference}\n```",
+        "no drawing today",
+        reference[: len(reference) // 2],
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="4" fill="red"/></svg>',
+        '<svg xmlns="http://www.w3.org/2000/svg"/>',
+    ]
+    result = pipeline.score_group(ScoreRequest(reference={"svg": reference}, completions=completions))
+    ok, no_svg, truncated, collapsed, blank = result.results
+    assert ok.status is Status.ok and set(ok.components) == {"pixel_l2", "canny_l2", "length"}
+    assert ok.reward == pytest.approx(1.0 + 1.0 + 0.1 * 0.75)
+    penalty = -(1.0 + 1.0 + 0.1)
+    for failed, status in ((no_svg, Status.no_svg), (truncated, Status.truncated), (blank, Status.blank)):
+        assert failed.status is status and failed.reward == pytest.approx(penalty)
+        assert failed.components == {"pixel_l2": -1.0, "canny_l2": -1.0, "length": -1.0}
+    assert "length_collapse" in collapsed.flags and collapsed.components["length"] == -1.0
+    assert all(r.reward is not None and r.reward >= penalty for r in result.results)
+    assert result.rewards == [r.reward for r in result.results]
+
+
+def test_weights_overrides_and_warmup(pipeline: Pipeline) -> None:
+    reference = svg_dev_files()[7].read_text()
+    base = ScoreRequest(reference={"svg": reference}, completions=[reference])
+    only_pixel = pipeline.score_group(base.model_copy(update={"profile": "pixel"})).results[0]
+    assert only_pixel.components == {"pixel_l2": 1.0} and only_pixel.reward == pytest.approx(1.0)
+    override = pipeline.score_group(base.model_copy(update={"weights": {"length": 2.0, "format": 0.5}})).results[0]
+    assert override.components["format"] == 1.0
+    assert override.reward == pytest.approx(1.0 + 1.0 + 2.0 * 0.75 + 0.5)
+    warm = [
+        pipeline.score_group(base.model_copy(update={"profile": "rlrf-im2svg-length-warmup", "step": step})).results[0]
+        for step in (0, 250, 500, 5000)
+    ]
+    assert [round(r.reward - 2.0, 4) for r in warm] == [round(w * 0.75, 4) for w in (0.1, 0.55, 1.0, 1.0)]
+    with pytest.raises(UnknownProfileError):
+        pipeline.score_group(base.model_copy(update={"profile": "nope"}))
+    with pytest.raises(UnknownProfileError):
+        pipeline.score_group(base.model_copy(update={"weights": {"dreamsimm": 1.0}}))
+
+
+def test_token_counts_override_the_character_proxy(pipeline: Pipeline) -> None:
+    reference = svg_dev_files()[3].read_text()
+    request = ScoreRequest(
+        reference={"svg": reference}, completions=[reference, reference], completion_tokens=[100, 40], reference_tokens=100
+    )
+    full, collapsed = pipeline.score_group(request).results
+    assert full.components["length"] == pytest.approx(0.75)
+    assert collapsed.components["length"] == -1.0 and "length_collapse" in collapsed.flags
+
+
+def test_image_reference_matches_svg_reference(pipeline: Pipeline) -> None:
+    """A PNG of the reference scores a candidate like the SVG reference does; no length without code."""
+    import base64
+
+    import cv2
+
+    reference = svg_dev_files()[150].read_text()
+    prepared = pipeline.prepare_reference(ScoreRequest(reference={"svg": reference}, completions=["x"]).reference)
+    png = cv2.imencode(".png", prepared.canvas.image)[1].tobytes()
+    request = ScoreRequest(reference={"image_b64": base64.b64encode(png).decode()}, completions=[reference])
+    result = pipeline.score_group(request).results[0]
+    assert result.status is Status.ok and "length" not in result.components
+    assert result.components["pixel_l2"] == pytest.approx(1.0) and result.components["canny_l2"] == pytest.approx(1.0)
+    assert result.reward == pytest.approx(2.0)
+
+
+def test_reference_is_prepared_once_and_cached(pipeline: Pipeline) -> None:
+    reference = svg_dev_files()[42].read_text()
+    first = pipeline.prepare_reference(ScoreRequest(reference={"svg": reference}, completions=["x"]).reference)
+    again = pipeline.prepare_reference(ScoreRequest(reference={"svg": reference}, completions=["x"]).reference)
+    assert again is first
+
+
+def test_bad_references_raise(pipeline: Pipeline) -> None:
+    with pytest.raises(BadReferenceError):
+        pipeline.score_group(ScoreRequest(reference={"svg": "<svg><rect"}, completions=["<svg/>"]))
+    with pytest.raises(BadReferenceError):
+        pipeline.score_group(ScoreRequest(reference={"image_b64": "bm90IGFuIGltYWdl"}, completions=["<svg/>"]))
+    with pytest.raises(BadReferenceError):
+        pipeline.score_group(ScoreRequest(reference={"text": "a cat"}, completions=["<svg/>"]))

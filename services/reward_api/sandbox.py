@@ -123,6 +123,20 @@ class WorkerPool:
                 out.append(exc)
         return out
 
+    @property
+    def ready_workers(self) -> int:
+        """Workers that finished starting and can take work (for readiness probes)."""
+        return sum(worker.ready for worker in self._workers)
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Block until every worker has started, or ``timeout`` passes; True if all are ready."""
+        deadline = time.monotonic() + timeout
+        while self.ready_workers < len(self._workers):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def close(self) -> None:
         """Stop the dispatcher and the workers; pending items fail with ``PoolClosed``."""
         with self._lock:
@@ -238,12 +252,12 @@ class WorkerPool:
                 while pending:
                     _settle(pending.popleft().future, broken)
             time.sleep(min(2.0, 0.1 * self._startup_failures))
-        if worker.inflight:
-            _settle(worker.inflight.popleft().future, failure)
-            pending.extendleft(reversed(worker.inflight))  # the rest of the chunk goes first, in order
         log.warning("replacing render worker pid=%s: %s", worker.process.pid, failure)
         self.restarts += 1
         self._workers[index] = self._spawn()
+        if worker.inflight:
+            pending.extendleft(reversed(worker.inflight))  # the rest of the chunk goes first, in order
+            _settle(pending.popleft().future, failure)
 
     def _shutdown(self, pending: deque[_Task]) -> None:
         with self._lock:
@@ -252,6 +266,7 @@ class WorkerPool:
             self._incoming.clear()
         for task in [*pending, *(task for worker in self._workers for task in worker.inflight)]:
             _settle(task.future, PoolClosed("the worker pool is closed"))
+        for worker in self._workers:
             try:
                 worker.conn.send(None)
             except (OSError, ValueError):

@@ -54,8 +54,10 @@ def _render_resvg(document: str, width: int, height: int, font_file: str, font_f
 
     try:
         tree = resvg.usvg.Tree.from_str(document, _resvg_options(font_file, font_family))
-    except Exception as exc:  # the binding raises plain Exception subclasses for bad SVG
-        raise RenderError(f"resvg: {exc}") from exc
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the binding panics (pyo3 PanicException) on every invalid document
+        raise RenderError(f"resvg: {exc}") from None
     tree_w, tree_h = tree.int_size()
     sx, sy = width / tree_w, height / tree_h  # 1.0 unless rounding moved the root size
     png = resvg.render(tree, (sx, 0.0, 0.0, 0.0, sy, 0.0), bg_size=(width, height), bg_color=_WHITE)

@@ -1,0 +1,53 @@
+"""Both renderers on real files, text with the configured font, and no fetching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.reward_api.core.settings import Settings
+from services.reward_api.svg.policy import check_svg
+from services.reward_api.svg.render import RenderError, render
+from tests.conftest import svg_dev_files
+
+
+def _render(svg: str, renderer: str, settings: Settings, size: int = 128) -> np.ndarray:
+    checked = check_svg(svg, width=size, height=size, font_family=settings.font_family)
+    assert checked.document is not None, checked
+    return render(
+        checked.document,
+        width=size,
+        height=size,
+        renderer=renderer,  # type: ignore[arg-type]
+        font_file=settings.font_file,
+        font_family=settings.font_family,
+    )
+
+
+def test_font_file_exists(settings: Settings) -> None:
+    assert settings.font_file.is_file(), f"{settings.font_file} missing: run scripts/system-deps.sh"
+
+
+@pytest.mark.parametrize("index", [0, 20, 80, 150, 220, 299])
+def test_renderers_agree_on_svg_dev(index: int, settings: Settings) -> None:
+    svg = svg_dev_files()[index].read_text()
+    a, b = _render(svg, "resvg", settings), _render(svg, "cairosvg", settings)
+    assert a.shape == b.shape == (128, 128, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 3.0
+
+
+@pytest.mark.parametrize("renderer", ["resvg", "cairosvg"])
+def test_text_renders_with_the_configured_font_whatever_family_is_asked(renderer: str, settings: Settings) -> None:
+    template = '<svg viewBox="0 0 60 20"><text x="2" y="15" font-size="14" font-family="{}">Hello</text></svg>'
+    images = [_render(template.format(family), renderer, settings) for family in ("No Such Font", "serif", "monospace")]
+    assert (images[0] < 128).mean() > 0.01  # text is drawn
+    assert all(np.array_equal(images[0], other) for other in images[1:])  # one font, whatever the request
+
+
+def test_renderer_errors_are_render_errors(settings: Settings) -> None:
+    for invalid in ("<svg>", "<html/>", '<svg xmlns="http://www.w3.org/2000/svg" width="0" height="0"/>'):
+        with pytest.raises(RenderError):  # the binding panics; we report it as the document's fault
+            render(invalid, width=8, height=8, renderer="resvg", font_file=settings.font_file, font_family="x")
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><image href="http://127.0.0.1:9/a.png"/></svg>'
+    with pytest.raises(RenderError, match="fetching is disabled"):  # defence in depth behind the policy
+        render(svg, width=8, height=8, renderer="cairosvg", font_file=settings.font_file, font_family="x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -54,7 +55,7 @@ def test_every_svg_dev_file_scores_the_maximum_against_itself_and_shifts_score_l
             edgeless.append(path.name)
         for name, tolerance in (("pixel_l2", 1e-6), ("canny_l2", 1e-2)):
             values = [r.components[name] for r in result.results]
-            assert all(b <= a + tolerance for a, b in zip(values, values[1:])), (path.name, name, values)
+            assert all(b <= a + tolerance for a, b in itertools.pairwise(values)), (path.name, name, values)
             if name == "pixel_l2" or path.name not in edgeless:
                 assert values[-1] < values[0] - 0.05, (path.name, name, values)
     assert len(edgeless) <= 2, edgeless
@@ -104,7 +105,10 @@ def test_weights_overrides_and_warmup(pipeline: Pipeline) -> None:
 def test_token_counts_override_the_character_proxy(pipeline: Pipeline) -> None:
     reference = svg_dev_files()[3].read_text()
     request = ScoreRequest(
-        reference={"svg": reference}, completions=[reference, reference], completion_tokens=[100, 40], reference_tokens=100
+        reference={"svg": reference},
+        completions=[reference, reference],
+        completion_tokens=[100, 40],
+        reference_tokens=100,
     )
     full, collapsed = pipeline.score_group(request).results
     assert full.components["length"] == pytest.approx(0.75)

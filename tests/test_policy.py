@@ -83,7 +83,12 @@ def test_root_is_normalised_to_the_canvas() -> None:
     assert result.status is Status.ok and result.document is not None
     root = ET.fromstring(result.document)
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert (root.get("width"), root.get("height"), root.get("viewBox"), root.get("a")) == ("300", "200", "0 0 1e+08 5e+07", ">")
+    assert (root.get("width"), root.get("height"), root.get("viewBox"), root.get("a")) == (
+        "300",
+        "200",
+        "0 0 1e+08 5e+07",
+        ">",
+    )
     assert result.intrinsic_size == (1e8, 5e7)
 
 

@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--step", type=int, help="training step, for weight warm-up schedules")
     score.add_argument("--workers", type=int, help="render worker processes (default 2)")
     score.add_argument("--json", action="store_true", help='print {"results": [...]} as JSON')
-    score.add_argument("candidates", nargs="+", type=Path, metavar="CAND", help="candidate files")
+    score.add_argument(
+        "candidates", nargs="+", type=Path, metavar="CAND", help="files with an SVG or raw model output (prose, fences)"
+    )
     score.set_defaults(func=_score)
     return parser
 

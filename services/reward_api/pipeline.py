@@ -46,7 +46,9 @@ class Backend(Protocol):
 
     def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure: ...
 
-    def score(self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob) -> list[Outcome | TaskFailure]: ...
+    def score(
+        self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob
+    ) -> list[Outcome | TaskFailure]: ...
 
 
 class LocalBackend:
@@ -133,7 +135,9 @@ class Pipeline:
         extractions = [extract_svg(text, max_chars=self.settings.max_completion_chars) for text in request.completions]
         to_score = [i for i, ex in enumerate(extractions) if ex.svg is not None]
         job = self._job(reference, tuple(n for n in weights if COMPONENTS[n].needs_canvas))
-        outcomes = self.backend.score(reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job)
+        outcomes = self.backend.score(
+            reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job
+        )
         by_index = dict(zip(to_score, outcomes))
         scored = time.perf_counter()
 
@@ -143,12 +147,25 @@ class Pipeline:
         for i, extraction in enumerate(extractions):
             outcome = by_index.get(i)
             if outcome is None:
-                results.append(RolloutResult(reward=penalty, components=penalty_components, status=extraction.status, flags=[extraction.status.value]))
+                results.append(
+                    RolloutResult(
+                        reward=penalty,
+                        components=penalty_components,
+                        status=extraction.status,
+                        flags=[extraction.status.value],
+                    )
+                )
             elif isinstance(outcome, TaskFailure):
                 results.append(_infrastructure_or_render_failure(outcome, penalty, penalty_components))
             elif outcome.status is not Status.ok:
                 results.append(
-                    RolloutResult(reward=penalty, components=penalty_components, status=outcome.status, flags=outcome.flags, detail=outcome.detail)
+                    RolloutResult(
+                        reward=penalty,
+                        components=penalty_components,
+                        status=outcome.status,
+                        flags=outcome.flags,
+                        detail=outcome.detail,
+                    )
                 )
             else:
                 svg = extraction.svg or ""
@@ -157,7 +174,9 @@ class Pipeline:
                 flags = list(outcome.flags)
                 for name in weights:
                     if not COMPONENTS[name].needs_canvas:
-                        components[name] = COMPONENTS[name].compute(Sample(None, length), Sample(None, reference.length))
+                        components[name] = COMPONENTS[name].compute(
+                            Sample(None, length), Sample(None, reference.length)
+                        )
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
                 total, applied = combine(components, weights)
@@ -179,13 +198,19 @@ class Pipeline:
         if content is None:
             raise BadReferenceError("this task needs a reference svg or image_b64 (text-only scoring needs clip_text)")
         kind = "svg" if reference.svg is not None else "image"
-        key = hashlib.sha256(f"{kind}|{s.size}|{s.renderer}|{s.font_family}|{content}".encode("utf-8", "surrogatepass")).hexdigest()
+        key = hashlib.sha256(
+            f"{kind}|{s.size}|{s.renderer}|{s.font_family}|{content}".encode("utf-8", "surrogatepass")
+        ).hexdigest()
         with self._lock:
             cached = self._references.get(key)
             if cached is not None:
                 self._references.move_to_end(key)
         if cached is None:
-            cached = self._render_reference(key, reference.svg) if reference.svg is not None else self._decode_reference(key, content)
+            cached = (
+                self._render_reference(key, reference.svg)
+                if reference.svg is not None
+                else self._decode_reference(key, content)
+            )
             with self._lock:
                 self._references[key] = cached
                 while len(self._references) > s.reference_cache_size:
@@ -193,7 +218,9 @@ class Pipeline:
         return replace(cached, length=tokens) if tokens is not None else cached
 
     # helpers ----------------------------------------------------------------------------------
-    def _job(self, reference: PreparedReference | None, image_components: tuple[str, ...], limits: PolicyLimits | None = None) -> RenderJob:
+    def _job(
+        self, reference: PreparedReference | None, image_components: tuple[str, ...], limits: PolicyLimits | None = None
+    ) -> RenderJob:
         s = self.settings
         return RenderJob(
             width=s.size,
@@ -218,7 +245,9 @@ class Pipeline:
             raise BadReferenceError(f"reference SVG is {rendered.status.value}: {rendered.detail}")
         canvas = Canvas(rendered.image)
         extraction = extract_svg(svg)
-        return PreparedReference(key, canvas, rendered.intrinsic_size, char_length(extraction.svg or svg), self._is_blank(canvas))
+        return PreparedReference(
+            key, canvas, rendered.intrinsic_size, char_length(extraction.svg or svg), self._is_blank(canvas)
+        )
 
     def _decode_reference(self, key: str, image_b64: str) -> PreparedReference:
         try:
@@ -234,13 +263,29 @@ class Pipeline:
         return canvas.ink_fraction < self.settings.blank_fraction
 
 
-def _infrastructure_or_render_failure(failure: TaskFailure, penalty: float, components: dict[str, float]) -> RolloutResult:
+def _infrastructure_or_render_failure(
+    failure: TaskFailure, penalty: float, components: dict[str, float]
+) -> RolloutResult:
     """A renderer that hung or died is the SVG's fault; anything else is ours (reward null)."""
     if isinstance(failure, TaskTimeout):
-        return RolloutResult(reward=penalty, components=components, status=Status.render_timeout, flags=["render_timeout"], detail=str(failure))
+        return RolloutResult(
+            reward=penalty,
+            components=components,
+            status=Status.render_timeout,
+            flags=["render_timeout"],
+            detail=str(failure),
+        )
     if isinstance(failure, TaskCrash):
-        return RolloutResult(reward=penalty, components=components, status=Status.render_crash, flags=["render_crash"], detail=str(failure))
-    return RolloutResult(reward=None, components={}, status=Status.error, flags=[], detail=f"{type(failure).__name__}: {failure}")
+        return RolloutResult(
+            reward=penalty,
+            components=components,
+            status=Status.render_crash,
+            flags=["render_crash"],
+            detail=str(failure),
+        )
+    return RolloutResult(
+        reward=None, components={}, status=Status.error, flags=[], detail=f"{type(failure).__name__}: {failure}"
+    )
 
 
 def _decode_image(data: bytes) -> np.ndarray:

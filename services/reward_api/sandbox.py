@@ -102,7 +102,9 @@ class WorkerPool:
         self._thread.start()
 
     # public ---------------------------------------------------------------------------------
-    def submit(self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None) -> list[Future[Any]]:
+    def submit(
+        self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None
+    ) -> list[Future[Any]]:
         """Queue ``fn(context, item)`` for every item; one future per item, in order."""
         tasks = [_Task(fn, context_key, context, item, Future()) for item in items]
         with self._lock:
@@ -112,7 +114,9 @@ class WorkerPool:
         self._wake_w.send_bytes(b"x")
         return [task.future for task in tasks]
 
-    def run(self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None) -> list[Any]:
+    def run(
+        self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None
+    ) -> list[Any]:
         """Blocking ``submit``: each entry is the result or the ``TaskFailure`` that replaced it."""
         futures = self.submit(fn, items, context_key=context_key, context=context)
         out: list[Any] = []
@@ -218,7 +222,9 @@ class WorkerPool:
             if worker.conn in ready or worker.process.sentinel in ready:
                 alive = self._drain(worker)
                 if not alive or not worker.process.is_alive():
-                    self._replace(index, pending, TaskCrash(f"render worker died (exit code {worker.process.exitcode})"))
+                    self._replace(
+                        index, pending, TaskCrash(f"render worker died (exit code {worker.process.exitcode})")
+                    )
                     continue
             if worker.inflight and time.monotonic() - worker.started > self.timeout_s:
                 worker.process.kill()

@@ -15,7 +15,7 @@ import numpy as np
 from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.core.results import Status
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
-from services.reward_api.svg.render import Renderer, RenderError, render
+from services.reward_api.svg.render import Renderer, RenderError, RenderLimitError, render
 
 TINY_FACTOR = 8  # a candidate declaring a size 8x smaller than the reference's is flagged
 
@@ -101,6 +101,8 @@ def _render_checked(checked: CheckedSvg, job: RenderJob) -> tuple[np.ndarray | N
             font_file=job.font_file,
             font_family=job.font_family,
         )
+    except RenderLimitError as exc:
+        return None, Outcome(Status.render_crash, flags=["renderer_limit"], detail=str(exc))
     except RenderError as exc:
         return None, Outcome(Status.parse_error, flags=["renderer"], detail=str(exc))
     except MemoryError:

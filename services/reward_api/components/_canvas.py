@@ -35,7 +35,7 @@ def zscored_l2_reward(a: np.ndarray, b: np.ndarray) -> float:
 class Canvas:
     """One rendered image plus lazily computed features (grey, edge map, z-scores)."""
 
-    __slots__ = ("image", "__dict__")
+    __slots__ = ("__dict__", "image")
 
     def __init__(self, image: np.ndarray) -> None:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

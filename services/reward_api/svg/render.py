@@ -30,7 +30,13 @@ class RenderError(Exception):
     """The renderer refused the document (invalid SVG it could not build a tree from)."""
 
 
-def render(document: str, *, width: int, height: int, renderer: Renderer, font_file: Path, font_family: str) -> np.ndarray:
+class RenderLimitError(RenderError):
+    """The renderer gave up on a resource limit of its own (resvg's node limit: ``<use>`` bombs)."""
+
+
+def render(
+    document: str, *, width: int, height: int, renderer: Renderer, font_file: Path, font_family: str
+) -> np.ndarray:
     """Render ``document`` (root already sized to ``width`` x ``height``) to a BGR uint8 array."""
     if renderer == "resvg":
         return _render_resvg(document, width, height, str(font_file), font_family)
@@ -57,7 +63,8 @@ def _render_resvg(document: str, width: int, height: int, font_file: str, font_f
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # the binding panics (pyo3 PanicException) on every invalid document
-        raise RenderError(f"resvg: {exc}") from None
+        kind = RenderLimitError if "LimitReached" in str(exc) else RenderError
+        raise kind(f"resvg: {exc}") from None
     tree_w, tree_h = tree.int_size()
     sx, sy = width / tree_w, height / tree_h  # 1.0 unless rounding moved the root size
     png = resvg.render(tree, (sx, 0.0, 0.0, 0.0, sy, 0.0), bg_size=(width, height), bg_color=_WHITE)

@@ -20,8 +20,10 @@ Arms:
             to PNG bytes and returning their length. It renders what ours renders: each group's
             reference once plus its G candidates. The pool is started and warmed up before timing.
   ours      ``Pipeline.embedded(Settings(size=S, workers=W))``: one ``score_group`` call per group,
-            groups in sequence. Before timing, W warm-up groups (references made unique with a
-            comment, so nothing timed is cached) are scored concurrently to start every worker.
+            with ``--concurrency`` groups in flight (1: in sequence; 4: as a trainer sending a
+            step's groups concurrently, or concurrent HTTP requests). Before timing, W warm-up
+            groups (references made unique with a comment, so nothing timed is cached) are scored
+            concurrently to start every worker.
             Per-group latency p50/p99 is reported too.
 
 ``--renderers`` adds a single-process comparison of renderers on the first ``--renderers-limit``
@@ -238,10 +240,11 @@ def run_floor(groups: Sequence[Group], size: int, workers: int, progress: bool) 
 
 # ours -------------------------------------------------------------------------------------------
 def run_ours(
-    groups: Sequence[Group], size: int, workers: int, chunk_size: int | None, progress: bool
+    groups: Sequence[Group], size: int, workers: int, chunk_size: int | None, concurrency: int, progress: bool
 ) -> tuple[Arm, Scores]:
     from concurrent.futures import ThreadPoolExecutor
 
+    from services.reward_api.core.results import GroupResult
     from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
     from services.reward_api.core.settings import Settings
     from services.reward_api.pipeline import Pipeline
@@ -257,28 +260,34 @@ def run_ours(
         ]
         with ThreadPoolExecutor(len(warm)) as executor:
             list(executor.map(pipeline.score_group, warm))
-        with tqdm(total=samples, desc=f"ours {size}px", unit="svg", file=sys.stderr, disable=not progress) as bar:
+        bar = tqdm(
+            total=samples, desc=f"ours x{concurrency} {size}px", unit="svg", file=sys.stderr, disable=not progress
+        )
+
+        def score(group: Group) -> tuple[GroupResult, float]:
+            reference, candidates = group
+            t0 = time.perf_counter()
+            result = pipeline.score_group(ScoreRequest(reference=ReferenceIn(svg=reference), completions=candidates))
+            bar.update(len(candidates))
+            return result, 1e3 * (time.perf_counter() - t0)
+
+        with bar, ThreadPoolExecutor(concurrency) as callers:
             started = time.perf_counter()
-            for reference, candidates in groups:
-                t0 = time.perf_counter()
-                result = pipeline.score_group(
-                    ScoreRequest(reference=ReferenceIn(svg=reference), completions=candidates)
-                )
-                latencies.append(1e3 * (time.perf_counter() - t0))
-                for r in result.results:
-                    scores.pixel.append(
-                        r.components.get("pixel_l2", float("nan")) if r.status.value == "ok" else float("nan")
-                    )
-                    scores.canny.append(
-                        r.components.get("canny_l2", float("nan")) if r.status.value == "ok" else float("nan")
-                    )
-                    scores.total.append(float("nan") if r.reward is None else r.reward)
-                    scores.ok.append(r.status.value == "ok")
-                    scores.status.append(r.status.value)
-                bar.update(len(candidates))
+            outputs = list(callers.map(score, groups))
             seconds = time.perf_counter() - started
-    note = f"Pipeline.embedded, renderer {settings.renderer}, chunk_size {settings.chunk_size}, groups in sequence"
-    return Arm("ours", workers, samples, samples + len(groups), seconds, latencies, note, _failures(scores)), scores
+    for result, latency in outputs:
+        latencies.append(latency)
+        for r in result.results:
+            ok = r.status.value == "ok"
+            scores.pixel.append(r.components.get("pixel_l2", float("nan")) if ok else float("nan"))
+            scores.canny.append(r.components.get("canny_l2", float("nan")) if ok else float("nan"))
+            scores.total.append(float("nan") if r.reward is None else r.reward)
+            scores.ok.append(ok)
+            scores.status.append(r.status.value)
+    mode = "groups in sequence" if concurrency == 1 else f"{concurrency} groups in flight (concurrent callers)"
+    note = f"Pipeline.embedded, renderer {settings.renderer}, chunk_size {settings.chunk_size}, {mode}"
+    name = f"ours x{concurrency}"
+    return Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, _failures(scores)), scores
 
 
 # agreement of ours and the baseline --------------------------------------------------------------
@@ -503,6 +512,16 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"counts must be >= 1: {text!r}")
+    return counts
+
+
 def _arms(text: str) -> list[str]:
     arms = [a for a in text.replace(",", " ").split() if a != "none"]
     unknown = set(arms) - {"baseline", "floor", "ours"}
@@ -536,6 +555,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, metavar="W", help="processes of floor and ours (default: 2)")
     parser.add_argument(
         "--chunk-size", type=int, default=None, help="Settings.chunk_size of ours (default: the Settings default)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_counts,
+        default=[1, 4],
+        help="groups in flight in ours, comma list: 1 = groups in sequence; a trainer sends a step's groups "
+        "concurrently (default: 1,4)",
     )
     parser.add_argument(
         "--arms", type=_arms, default=["baseline", "floor", "ours"], help="comma list of baseline,floor,ours, or none"
@@ -601,8 +627,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "floor" in args.arms:
             arms.append(run_floor(groups, size, args.workers, progress))
         if "ours" in args.arms:
-            arm, ours_scores = run_ours(groups, size, args.workers, args.chunk_size, progress)
-            arms.append(arm)
+            for concurrency in args.concurrency:
+                arm, ours_scores = run_ours(groups, size, args.workers, args.chunk_size, concurrency, progress)
+                arms.append(arm)
         agree = (
             agreement(ours_scores, base_scores, groups) if base_scores is not None and ours_scores is not None else None
         )

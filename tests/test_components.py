@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
-from services.reward_api.components._canvas import zscore
+from services.reward_api.components._canvas import moments
 
 rng = np.random.default_rng(0)
 
@@ -60,7 +60,7 @@ def test_canny_l2_matches_the_recipe() -> None:
         return (edges - edges.mean()) / edges.std()
 
     expected = float(np.clip(1 - np.mean((edge_map(a) - edge_map(b)) ** 2), -1, 1))
-    assert _score("canny_l2", a, b) == pytest.approx(expected, abs=1e-5)
+    assert _score("canny_l2", a, b) == pytest.approx(expected, abs=5e-3)  # separable blur: within 1 grey level
     assert _score("canny_l2", a, a) == pytest.approx(1.0)
 
 
@@ -82,10 +82,31 @@ def test_format() -> None:
     assert COMPONENTS["format"].compute(Sample(None), Sample(canvas)) == -1.0
 
 
-def test_zscore_and_canvas_guards() -> None:
-    assert not zscore(np.full((4, 4, 3), 7, np.uint8)).any()
-    z = zscore(_image(2))
-    assert z.mean() == pytest.approx(0, abs=1e-5) and z.std() == pytest.approx(1, abs=1e-4)
+def _zscored_reward_in_floats(a: np.ndarray, b: np.ndarray) -> float:
+    """The textbook formulation: materialise z-scored float copies, then the MSE."""
+
+    def z(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(-1).astype(np.float64)
+        return (x - x.mean()) / x.std() if x.std() > 0 else np.zeros_like(x)
+
+    return float(np.clip(1 - np.mean((z(a) - z(b)) ** 2), -1, 1))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_moments_match_the_float_formulation(seed: int) -> None:
+    r = np.random.default_rng(seed)
+    a = r.integers(0, 256, (50, 40, 3), dtype=np.uint8)
+    b = (a // 2 + r.integers(0, 120, a.shape)).astype(np.uint8) if seed % 2 else _image(seed, 40)[:50, :40]
+    b = np.ascontiguousarray(np.resize(b, a.shape))
+    canvas_a, canvas_b = Canvas(a), Canvas(b)
+    assert _score("pixel_l2", a, b) == pytest.approx(_zscored_reward_in_floats(a, b), abs=1e-9)
+    edges_in_floats = _zscored_reward_in_floats(canvas_a.edges, canvas_b.edges)
+    assert _score("canny_l2", a, b) == pytest.approx(edges_in_floats, abs=1e-9)
+
+
+def test_moments_and_canvas_guards() -> None:
+    flat = moments(np.full((4, 4, 3), 7, np.uint8))
+    assert (flat.n, flat.total, flat.squares, flat.spread) == (48, 336, 2352, 0)
     with pytest.raises(ValueError):
         Canvas(np.zeros((4, 4), np.uint8))
     assert Canvas(np.full((10, 10, 3), 255, np.uint8)).ink_fraction == 0.0

@@ -21,15 +21,17 @@ Callers get one ``Future`` per item; ``run`` is the blocking convenience. It is 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
+import select
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._incoming: deque[_Task] = deque()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._poller = select.poll()
+        self._poller.register(self._wake_r.fileno(), select.POLLIN)
         self._closed = False
         self.restarts = 0  # workers replaced after timeouts and crashes
         self._startup_failures = 0
@@ -162,6 +166,8 @@ class WorkerPool:
         process = self._ctx.Process(target=_worker_main, args=(child, self.memory_mb), name="rlrf-render", daemon=True)
         process.start()
         child.close()
+        self._poller.register(parent.fileno(), select.POLLIN)
+        self._poller.register(process.sentinel, select.POLLIN)
         return _Worker(process, parent)
 
     def _dispatch(self) -> None:
@@ -211,21 +217,18 @@ class WorkerPool:
         now = time.monotonic()
         busy = [w for w in self._workers if w.inflight]
         timeout = min((w.started + self.timeout_s - now for w in busy), default=None)
-        handles: list[Any] = [self._wake_r]
-        for worker in self._workers:
-            handles += [worker.conn, worker.process.sentinel]
-        ready = set(wait(handles, timeout=None if timeout is None else max(0.0, timeout)))
-        if self._wake_r in ready:
+        # One persistent poll set (fds registered at spawn): wait() would rebuild a selector per call.
+        events = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
+        ready = {fd for fd, _ in events}
+        if self._wake_r.fileno() in ready:
             while self._wake_r.poll():
                 self._wake_r.recv_bytes()
         for index, worker in enumerate(self._workers):
-            if worker.conn in ready or worker.process.sentinel in ready:
-                alive = self._drain(worker)
-                if not alive or not worker.process.is_alive():
-                    self._replace(
-                        index, pending, TaskCrash(f"render worker died (exit code {worker.process.exitcode})")
-                    )
-                    continue
+            exited = worker.process.sentinel in ready
+            readable = worker.conn.fileno() in ready or exited
+            if readable and (not self._drain(worker) or exited):  # results first, then the death
+                self._replace(index, pending, TaskCrash(f"render worker died (exit code {worker.process.exitcode})"))
+                continue
             if worker.inflight and time.monotonic() - worker.started > self.timeout_s:
                 worker.process.kill()
                 self._replace(index, pending, TaskTimeout(f"render exceeded {self.timeout_s:g} s"))
@@ -250,6 +253,8 @@ class WorkerPool:
     def _replace(self, index: int, pending: deque[_Task], failure: TaskFailure) -> None:
         worker = self._workers[index]
         worker.process.join(timeout=5)
+        self._poller.unregister(worker.conn.fileno())
+        self._poller.unregister(worker.process.sentinel)
         worker.conn.close()
         if not worker.ready:  # died before it could serve: a broken install, not a hostile SVG
             self._startup_failures += 1

@@ -2,38 +2,65 @@
 
 Images are BGR uint8 (OpenCV's order) for reference and candidates alike; the components only
 compare like with like, so the channel order never matters to a score.
+
+The z-scored L2 is computed from exact integer moments rather than by materialising z-scored float
+copies: for uint8 images, ``MSE(z(a), z(b)) = 2 - 2ρ`` (ρ the Pearson correlation), and ρ needs only
+Σa, Σa², Σb², and Σ(a-b)² — four SIMD reductions in OpenCV, the reference's two cached. Same value,
+about 10x less time than the float formulation (which the tests keep as the reference).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import cached_property
 
 import cv2
 import numpy as np
 
-_FLAT_STD = 1e-6
 _NEAR_WHITE = 250  # grey level above which a pixel counts as background
+_DILATE_KERNEL = np.ones((3, 3), np.uint8)
+_GAUSS_13 = cv2.getGaussianKernel(13, 0)  # sigma 0: derived from the size, as GaussianBlur does
 
 
-def zscore(image: np.ndarray) -> np.ndarray:
-    """Flattened float32 copy with zero mean and unit std; a flat image becomes all zeros."""
-    values = image.reshape(-1).astype(np.float32)
-    mean, std = float(values.mean()), float(values.std())
-    values -= mean
-    if std > _FLAT_STD:
-        values /= std
-    return values
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """Exact sums of a uint8 array: element count, Σx and Σx²."""
+
+    n: int
+    total: int
+    squares: int
+
+    @property
+    def spread(self) -> int:
+        """n²·variance, exactly; zero iff the array is flat."""
+        return self.n * self.squares - self.total * self.total
 
 
-def zscored_l2_reward(a: np.ndarray, b: np.ndarray) -> float:
-    """clip(1 - MSE(a, b), -1, 1) for two z-scored vectors (equals 2·corr - 1 when neither is flat)."""
-    diff = a - b
-    mse = float(np.dot(diff, diff)) / diff.size
+def moments(array: np.ndarray) -> Moments:
+    """Exact ``Moments`` of a uint8 array (any number of channels)."""
+    total = round(sum(cv2.sumElems(array)))
+    squares = round(cv2.norm(array, cv2.NORM_L2SQR))
+    return Moments(array.size, total, squares)
+
+
+def zscored_l2_reward(a: np.ndarray, ma: Moments, b: np.ndarray, mb: Moments) -> float:
+    """``clip(1 - MSE(z(a), z(b)), -1, 1)``; z-scoring maps a flat array to zeros.
+
+    Both non-flat: ``MSE = 2 - 2ρ``. One flat: ``MSE = 1`` (zeros against unit variance). Both flat: 0.
+    """
+    if ma.spread == 0 or mb.spread == 0:
+        mse = 0.0 if ma.spread == mb.spread else 1.0
+    else:
+        cross = (ma.squares + mb.squares - round(cv2.norm(a, b, cv2.NORM_L2SQR))) // 2  # Σab, exact
+        covariance = ma.n * cross - ma.total * mb.total
+        rho = covariance / (math.sqrt(ma.spread) * math.sqrt(mb.spread))
+        mse = 2.0 - 2.0 * rho
     return float(min(1.0, max(-1.0, 1.0 - mse)))
 
 
 class Canvas:
-    """One rendered image plus lazily computed features (grey, edge map, z-scores)."""
+    """One rendered image plus lazily computed features (grey, edge map, moments)."""
 
     __slots__ = ("__dict__", "image")
 
@@ -42,24 +69,30 @@ class Canvas:
             raise ValueError(f"expected HxWx3 uint8, got {image.shape} {image.dtype}")
         self.image = image
 
+    def __reduce__(self) -> tuple[type[Canvas], tuple[np.ndarray]]:
+        # Ship only the pixels to a worker; features are cheaper to recompute there than to pickle.
+        return (Canvas, (self.image,))
+
     @cached_property
     def gray(self) -> np.ndarray:
         return cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
 
     @cached_property
-    def zscored(self) -> np.ndarray:
-        return zscore(self.image)
+    def image_moments(self) -> Moments:
+        return moments(self.image)
 
     @cached_property
     def edges(self) -> np.ndarray:
-        """Canny (100, 200) on grey, dilated 3x3 once, Gaussian-blurred 13x13: the RLRF edge map."""
+        """Canny (100, 200) on grey, dilated 3x3 once, Gaussian-blurred 13x13: the RLRF edge map (uint8)."""
         edges = cv2.Canny(self.gray, 100, 200)
-        edges = cv2.dilate(edges, np.ones((3, 3), np.uint8), iterations=1)
-        return cv2.GaussianBlur(edges, (13, 13), 0)
+        edges = cv2.dilate(edges, _DILATE_KERNEL, iterations=1)
+        # GaussianBlur's own 13-tap kernel, applied separably: ~4x faster than GaussianBlur's
+        # bit-exact uint8 path, and within one grey level of it.
+        return cv2.sepFilter2D(edges, -1, _GAUSS_13, _GAUSS_13)
 
     @cached_property
-    def edges_zscored(self) -> np.ndarray:
-        return zscore(self.edges)
+    def edge_moments(self) -> Moments:
+        return moments(self.edges)
 
     @cached_property
     def ink_fraction(self) -> float:

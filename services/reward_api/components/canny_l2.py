@@ -16,4 +16,5 @@ NEEDS_CANVAS = True
 
 def compute(candidate: Sample, reference: Sample) -> float:
     assert candidate.canvas is not None and reference.canvas is not None
-    return zscored_l2_reward(candidate.canvas.edges_zscored, reference.canvas.edges_zscored)
+    c, r = candidate.canvas, reference.canvas
+    return zscored_l2_reward(c.edges, c.edge_moments, r.edges, r.edge_moments)

@@ -17,4 +17,5 @@ NEEDS_CANVAS = True
 
 def compute(candidate: Sample, reference: Sample) -> float:
     assert candidate.canvas is not None and reference.canvas is not None
-    return zscored_l2_reward(candidate.canvas.zscored, reference.canvas.zscored)
+    c, r = candidate.canvas, reference.canvas
+    return zscored_l2_reward(c.image, c.image_moments, r.image, r.image_moments)

@@ -30,7 +30,6 @@ import io
 import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
-from xml.sax.saxutils import quoteattr
 
 from services.reward_api.core.results import Status
 
@@ -271,25 +270,24 @@ def _normalise_root(
     start = scan.root_offset
     end = _start_tag_end(data, start)
     closing = "/>" if data[end - 2 : end] == b"/>" else ">"
-    tag = f"<{scan.root_name} " + " ".join(f"{k}={quoteattr(v)}" for k, v in pairs.items()) + closing
+    tag = f"<{scan.root_name} " + " ".join(f"{k}={_quote(v)}" for k, v in pairs.items()) + closing
     if font_family and closing == ">":
         tag += f'<style>*{{font-family:"{font_family}" !important}}</style>'
     return tag + data[end:].decode("utf-8"), size
 
 
+_START_TAG = re.compile(rb"""<[^\s/>]+(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
 def _start_tag_end(data: bytes, start: int) -> int:
     """Offset just past the ``>`` closing the start tag at ``start`` (quote-aware)."""
-    quote = 0
-    for i in range(start, len(data)):
-        byte = data[i]
-        if quote:
-            if byte == quote:
-                quote = 0
-        elif byte in (0x22, 0x27):
-            quote = byte
-        elif byte == 0x3E:
-            return i + 1
-    return len(data)  # unreachable for a document expat accepted
+    match = _START_TAG.match(data, start)
+    return match.end() if match else len(data)  # always matches a start tag expat accepted
+
+
+def _quote(value: str) -> str:
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+    return '"' + escaped.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;") + '"'
 
 
 def _intrinsic_size(attrs: dict[str, str]) -> tuple[float, float]:

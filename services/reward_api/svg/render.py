@@ -8,7 +8,7 @@ Two renderers give the same canvas:
 * ``resvg`` (default) through the ``resvg`` binding: measured ~3x faster than the ``resvg-py``
   package on the svg_dev corpus with identical pixels (``bench/bench_pipeline.py --renderers``);
   it also lets us build the options (and font) once per process. Both hand back PNG bytes only,
-  so a PNG decode is unavoidable with either.
+  so a PNG decode is unavoidable with either; libspng (``pyspng``) does it ~2x faster than OpenCV.
 * ``cairosvg``, for parity with the RLRF paper and StarVector. We draw into cairo's surface and read
   its pixels directly, skipping the PNG round trip, and never let it fetch a URL.
 """
@@ -21,6 +21,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import pyspng
 
 Renderer = Literal["resvg", "cairosvg"]
 _WHITE = (255, 255, 255, 255)
@@ -68,10 +69,8 @@ def _render_resvg(document: str, width: int, height: int, font_file: str, font_f
     tree_w, tree_h = tree.int_size()
     sx, sy = width / tree_w, height / tree_h  # 1.0 unless rounding moved the root size
     png = resvg.render(tree, (sx, 0.0, 0.0, 0.0, sy, 0.0), bg_size=(width, height), bg_color=_WHITE)
-    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise RenderError("resvg returned an undecodable image")
-    return image
+    rgba = pyspng.load(png)  # libspng decodes ~2x faster than cv2.imdecode (bench --renderers)
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
 
 
 def _deny_fetch(url: str, resource_type: str) -> dict[str, object]:

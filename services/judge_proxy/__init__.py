@@ -1,0 +1,1 @@
+"""VLM judge front (Gemini, OpenAI-compatible servers): planned, see README.md here."""

@@ -145,3 +145,19 @@ def test_bad_references_raise(pipeline: Pipeline) -> None:
         pipeline.score_group(ScoreRequest(reference={"image_b64": "bm90IGFuIGltYWdl"}, completions=["<svg/>"]))
     with pytest.raises(BadReferenceError):
         pipeline.score_group(ScoreRequest(reference={"text": "a cat"}, completions=["<svg/>"]))
+
+
+def test_closed_backend_is_an_infrastructure_error_never_a_score(settings) -> None:  # type: ignore[no-untyped-def]
+    """A dead pool: the reference cannot be prepared (503-style BackendError); rollouts are 'error'."""
+    from services.reward_api.core.errors import BackendError
+
+    reference = svg_dev_files()[5].read_text()
+    pipeline = Pipeline.embedded(settings.model_copy(update={"workers": 1}))
+    prepared_request = ScoreRequest(reference={"svg": reference}, completions=[reference])
+    pipeline.score_group(prepared_request)  # reference now cached
+    pipeline.close()
+    result = pipeline.score_group(prepared_request.model_copy(update={"completions": [reference, "no svg"]}))
+    assert [r.status for r in result.results] == [Status.error, Status.no_svg]
+    assert result.results[0].reward is None and result.results[0].components == {}
+    with pytest.raises(BackendError):
+        pipeline.score_group(ScoreRequest(reference={"svg": reference + " "}, completions=[reference]))

@@ -28,7 +28,7 @@ import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.components.length import char_length
-from services.reward_api.core.errors import BadReferenceError
+from services.reward_api.core.errors import BackendError, BadReferenceError
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
@@ -125,6 +125,7 @@ class Pipeline:
 
         Raises:
             BadReferenceError: the reference cannot be rendered or decoded (the caller's data).
+            BackendError: the workers could not render the reference (our failure, not the data's).
             UnknownProfileError: unknown profile or component in ``weights``.
         """
         started = time.perf_counter()
@@ -239,8 +240,10 @@ class Pipeline:
         # Ground truth may embed rasters; everything else in the policy still applies.
         job = self._job(None, (), replace(self._limits, reject_embedded_raster=False))
         rendered = self.backend.render_reference(svg, job)
-        if isinstance(rendered, TaskFailure):
+        if isinstance(rendered, (TaskTimeout, TaskCrash)):  # the reference itself hangs or kills renderers
             raise BadReferenceError(f"reference SVG could not be rendered: {type(rendered).__name__}: {rendered}")
+        if isinstance(rendered, TaskFailure):
+            raise BackendError(f"render backend failed on the reference: {type(rendered).__name__}: {rendered}")
         if rendered.image is None:
             raise BadReferenceError(f"reference SVG is {rendered.status.value}: {rendered.detail}")
         canvas = Canvas(rendered.image)

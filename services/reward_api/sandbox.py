@@ -122,7 +122,10 @@ class WorkerPool:
         self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None
     ) -> list[Any]:
         """Blocking ``submit``: each entry is the result or the ``TaskFailure`` that replaced it."""
-        futures = self.submit(fn, items, context_key=context_key, context=context)
+        try:
+            futures = self.submit(fn, items, context_key=context_key, context=context)
+        except PoolClosed as exc:
+            return [exc] * len(items)
         out: list[Any] = []
         for future in futures:
             try:

@@ -3,6 +3,7 @@
     RewardError                 base; never escapes as a bare traceback
     ├── ConfigError             bad settings or missing files at start-up (fail fast)
     ├── BadReferenceError       the group's reference cannot be prepared (caller's input)
+    ├── BackendError            the render workers failed us (closed pool, a bug): not the input's fault
     ├── InvalidRequestError     a request that breaks the contract (mismatched list lengths, ...)
     └── UnknownProfileError     a profile or component name that does not exist
 
@@ -38,3 +39,9 @@ class InvalidRequestError(RewardError):
     """Raised for a request that is well-formed JSON but inconsistent."""
 
     http_status = 422
+
+
+class BackendError(RewardError):
+    """Raised when the sandboxed backend could not do group-level work (e.g. render the reference)."""
+
+    http_status = 503

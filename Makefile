@@ -1,12 +1,12 @@
 # The two commands of the README. Each builds its own virtual environment on a fresh clone.
-#   make demo   score the bundled example candidates against their reference (the main job until
-#               the HTTP service lands: then `make serve`)
+#   make serve  run the reward service on its embedded default (http://127.0.0.1:8000/docs)
 #   make test   run the test suite
+#   make demo   score the bundled example candidates against their reference, on the command line
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: serve demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	bash scripts/system-deps.sh
@@ -14,6 +14,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+serve: $(BIN)/.installed
+	$(BIN)/rlrf serve
 
 demo: $(BIN)/.installed
 	$(BIN)/rlrf score --reference examples/reference.svg examples/candidates/*.txt

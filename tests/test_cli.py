@@ -77,3 +77,37 @@ def test_help_and_errors(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "reference SVG is parse_error" in proc.stderr
     bad_weight = _rlrf("score", "--reference", str(broken), "--weight", "nope=1", str(broken))
     assert bad_weight.returncode == 2 and "unknown component 'nope'" in bad_weight.stderr
+
+
+def test_serve_starts_the_embedded_service() -> None:
+    """`rlrf serve` (what `make serve` runs) answers /readyz and scores over HTTP, then stops on SIGTERM."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "services.reward_api.cli", "serve", "--port", str(port), "--workers", "1"]
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.1)
+        reference = (EXAMPLES / "reference.svg").read_text()
+        body = {"reference": {"svg": reference}, "completions": [reference]}
+        scored = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60).json()
+        assert scored["results"][0]["status"] == "ok"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal it handled
+    assert "Application startup complete" in output and "Application shutdown complete" in output

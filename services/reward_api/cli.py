@@ -61,7 +61,33 @@ def _parser() -> argparse.ArgumentParser:
         "candidates", nargs="+", type=Path, metavar="CAND", help="files with an SVG or raw model output (prose, fences)"
     )
     score.set_defaults(func=_score)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP reward service (embedded mode: render workers in this process)",
+        description=(
+            "Serve POST /score, /score/batch and /openrlhf/reward (OpenAPI at /docs), /healthz, /readyz, /metrics.\n"
+            "Embedded mode: one process with its own pool of render workers; no Redis needed.\n"
+            "Other settings come from RLRF_* environment variables (RLRF_API_TOKEN, RLRF_SIZE, ...)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, help="render worker processes (default 2)")
+    serve.set_defaults(func=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from services.reward_api.api.main import create_app
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "workers": args.workers}.items() if v}
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -101,6 +101,7 @@ class WorkerPool:
         self._closed = False
         self.restarts = 0  # workers replaced after timeouts and crashes
         self._startup_failures = 0
+        self._pending_len = 0
         self._workers = [self._spawn() for _ in range(workers)]
         self._thread = threading.Thread(target=self._dispatch, name="rlrf-dispatcher", daemon=True)
         self._thread.start()
@@ -133,6 +134,15 @@ class WorkerPool:
             except TaskFailure as exc:
                 out.append(exc)
         return out
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for a worker (for the queue-depth metric)."""
+        return len(self._incoming) + self._pending_len
 
     @property
     def ready_workers(self) -> int:
@@ -183,6 +193,7 @@ class WorkerPool:
                     closed = self._closed
                 if closed:
                     break
+                self._pending_len = len(pending)
                 # Split what is queued evenly over the workers, so one group never lands on one worker.
                 size = min(self.chunk_size, -(-len(pending) // len(self._workers)))
                 for worker in self._workers:

@@ -54,7 +54,10 @@ def zscored_l2_reward(a: np.ndarray, ma: Moments, b: np.ndarray, mb: Moments) ->
     else:
         cross = (ma.squares + mb.squares - round(cv2.norm(a, b, cv2.NORM_L2SQR))) // 2  # Σab, exact
         covariance = ma.n * cross - ma.total * mb.total
-        rho = covariance / (math.sqrt(ma.spread) * math.sqrt(mb.spread))
+        if covariance * covariance == ma.spread * mb.spread:  # exactly ±1 (identical up to affine map)
+            rho = 1.0 if covariance > 0 else -1.0
+        else:
+            rho = covariance / (math.sqrt(ma.spread) * math.sqrt(mb.spread))
         mse = 2.0 - 2.0 * rho
     return float(min(1.0, max(-1.0, 1.0 - mse)))
 

@@ -5,7 +5,9 @@
     ├── BadReferenceError       the group's reference cannot be prepared (caller's input)
     ├── BackendError            the render workers failed us (closed pool, a bug): not the input's fault
     ├── InvalidRequestError     a request that breaks the contract (mismatched list lengths, ...)
-    └── UnknownProfileError     a profile or component name that does not exist
+    ├── UnknownProfileError     a profile or component name that does not exist
+    ├── OverloadedError         too many rollouts in flight: back-pressure (HTTP 429, Retry-After)
+    └── UnauthorizedError       missing or wrong bearer token (HTTP 401)
 
 Per-rollout problems are not exceptions: they become a ``Status`` on that rollout.
 """
@@ -45,3 +47,19 @@ class BackendError(RewardError):
     """Raised when the sandboxed backend could not do group-level work (e.g. render the reference)."""
 
     http_status = 503
+
+
+class OverloadedError(RewardError):
+    """Raised when admitting a request would exceed ``max_inflight_rollouts``."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnauthorizedError(RewardError):
+    """Raised when ``RLRF_API_TOKEN`` is set and the request does not carry it."""
+
+    http_status = 401

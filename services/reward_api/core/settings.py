@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Renderer = Literal["resvg", "cairosvg"]
@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     )
     max_data_uri_bytes: int = Field(512 * 1024, ge=0, description="Cap on one data:image URI.")
     max_raster_pixels: int = Field(2048 * 2048, ge=1, description="Cap on an embedded raster's decoded size.")
+
+    # HTTP service ----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `rlrf serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `rlrf serve` binds.")
+    api_token: SecretStr | None = Field(None, description="If set, requests need 'Authorization: Bearer <token>'.")
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    max_inflight_rollouts: int = Field(
+        16_384, ge=1, description="Rollouts queued or scoring at once; beyond it requests get 429 (back-pressure)."
+    )
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
 
     # Scoring -------------------------------------------------------------------------------
     profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")

@@ -1,0 +1,1 @@
+"""The HTTP face of the reward service (FastAPI). ``main.create_app`` assembles it."""

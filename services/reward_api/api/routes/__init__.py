@@ -1,0 +1,1 @@
+"""One router per file: scoring, the OpenRLHF adapter, health and metrics."""

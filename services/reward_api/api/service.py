@@ -1,0 +1,79 @@
+"""What the routes call: admission control (back-pressure) around the one pipeline.
+
+The pipeline is synchronous (it blocks on render workers), so groups run in threads; admission
+counts rollouts in flight and refuses beyond ``max_inflight_rollouts`` with 429, so a burst of
+requests can never queue unbounded memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import anyio
+import anyio.to_thread
+
+from services.reward_api.api.metrics import Metrics
+from services.reward_api.core.errors import OverloadedError
+from services.reward_api.core.results import GroupResult
+from services.reward_api.core.schemas import ScoreRequest
+from services.reward_api.core.settings import Settings
+from services.reward_api.pipeline import Pipeline
+
+_THREADS = anyio.CapacityLimiter(64)  # groups scored at once; the render workers are the real limit
+
+
+class RewardService:
+    """The pipeline plus admission control and metrics; one per app."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = Metrics()
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    async def score_groups(self, requests: Sequence[ScoreRequest]) -> list[GroupResult]:
+        """Score several groups concurrently (one admission for all), in order."""
+        rollouts = sum(len(r.completions) for r in requests)
+        self._admit(rollouts)
+        try:
+            outcomes: list[GroupResult | Exception | None] = [None] * len(requests)
+
+            async def one(index: int, request: ScoreRequest) -> None:
+                try:
+                    outcomes[index] = await anyio.to_thread.run_sync(
+                        self.pipeline.score_group, request, limiter=_THREADS
+                    )
+                except Exception as exc:  # re-raised below as itself, not wrapped in an ExceptionGroup
+                    outcomes[index] = exc
+
+            async with anyio.create_task_group() as group:
+                for index, request in enumerate(requests):
+                    group.start_soon(one, index, request)
+        finally:
+            self._release(rollouts)
+        results: list[GroupResult] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            assert outcome is not None
+            self.metrics.observe(outcome)
+            results.append(outcome)
+        return results
+
+    def _admit(self, rollouts: int) -> None:
+        limit = self.settings.max_inflight_rollouts
+        with self._lock:
+            if self._inflight + rollouts > limit:
+                raise OverloadedError(
+                    f"{self._inflight} rollouts in flight; {rollouts} more would exceed {limit}",
+                    retry_after_s=self.settings.retry_after_s,
+                )
+            self._inflight += rollouts
+            self.metrics.inflight.set(self._inflight)
+
+    def _release(self, rollouts: int) -> None:
+        with self._lock:
+            self._inflight -= rollouts
+            self.metrics.inflight.set(self._inflight)

@@ -26,6 +26,10 @@ Arms:
             concurrently to start every worker.
             Per-group latency p50/p99 is reported too.
 
+  http      The same groups through real HTTP: ``rlrf serve`` (embedded) in its own process, the
+            largest ``--concurrency`` of httpx clients here, JSON both ways. Compare with
+            ``ours xC`` at the same concurrency (target: >= 0.9x).
+
 ``--renderers`` adds a single-process comparison of renderers on the first ``--renderers-limit``
 references, each normalised to the canvas by ``check_svg(svg, width=S, height=S).document``: the
 ``resvg`` binding, the ``resvg-py`` package (``svg_to_bytes``; also with ``skip_system_fonts=True``)
@@ -54,6 +58,7 @@ import os
 import platform
 import random
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,7 +74,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from bench.perturb import make_group
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/svg_dev"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared/data/svg_dev"
 DEFAULT_SIZES = (224, 512)
 WEIGHTS = {"pixel_l2": 1.0, "canny_l2": 1.0, "length": 0.1}  # the rlrf-im2svg profile
 IDENTITY_TOLERANCE = 1e-3  # the reference against itself must score 1 within this
@@ -288,6 +294,66 @@ def run_ours(
     note = f"Pipeline.embedded, renderer {settings.renderer}, chunk_size {settings.chunk_size}, {mode}"
     name = f"ours x{concurrency}"
     return Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, _failures(scores)), scores
+
+
+def run_http(groups: Sequence[Group], size: int, workers: int, concurrency: int, progress: bool) -> Arm:
+    """The same groups through real HTTP: ``rlrf serve`` in its own process, httpx clients here."""
+    import os
+    import socket
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RLRF_SIZE": str(size)}
+    cmd = [sys.executable, "-m", "services.reward_api.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    samples = sum(len(c) for _, c in groups)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("rlrf serve did not become ready")
+            time.sleep(0.1)
+        local = threading.local()
+
+        def post(group: Group, warm: str = "") -> float:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(timeout=300)
+            reference, candidates = group
+            t0 = time.perf_counter()
+            response = local.client.post(
+                f"{url}/score", json={"reference": {"svg": reference + warm}, "completions": candidates}
+            )
+            response.raise_for_status()
+            return 1e3 * (time.perf_counter() - t0)
+
+        with ThreadPoolExecutor(concurrency) as callers:
+            list(callers.map(lambda g: post(g, "<!-- warm-up -->"), list(groups)[: max(1, workers)]))
+            bar = tqdm(
+                total=samples, desc=f"http x{concurrency} {size}px", unit="svg", file=sys.stderr, disable=not progress
+            )
+            with bar:
+                started = time.perf_counter()
+                for latency in callers.map(post, groups):
+                    latencies.append(latency)
+                    bar.update(len(groups[0][1]))
+                seconds = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    note = f"rlrf serve (embedded) in its own process, {concurrency} httpx clients in flight, JSON both ways"
+    return Arm(f"http x{concurrency}", workers, samples, samples + len(groups), seconds, latencies, note, {})
 
 
 # agreement of ours and the baseline --------------------------------------------------------------
@@ -524,7 +590,7 @@ def _counts(text: str) -> list[int]:
 
 def _arms(text: str) -> list[str]:
     arms = [a for a in text.replace(",", " ").split() if a != "none"]
-    unknown = set(arms) - {"baseline", "floor", "ours"}
+    unknown = set(arms) - {"baseline", "floor", "ours", "http"}
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown arm(s): {', '.join(sorted(unknown))}")
     return arms
@@ -564,7 +630,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "concurrently (default: 1,4)",
     )
     parser.add_argument(
-        "--arms", type=_arms, default=["baseline", "floor", "ours"], help="comma list of baseline,floor,ours, or none"
+        "--arms",
+        type=_arms,
+        default=["baseline", "floor", "ours", "http"],
+        help="comma list of baseline,floor,ours,http, or none",
     )
     parser.add_argument(
         "--baseline-ref",
@@ -630,6 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for concurrency in args.concurrency:
                 arm, ours_scores = run_ours(groups, size, args.workers, args.chunk_size, concurrency, progress)
                 arms.append(arm)
+        if "http" in args.arms:
+            arms.append(run_http(groups, size, args.workers, max(args.concurrency), progress))
         agree = (
             agreement(ours_scores, base_scores, groups) if base_scores is not None and ours_scores is not None else None
         )

@@ -74,9 +74,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
-    serve.add_argument("--workers", type=int, help="render worker processes (default 2)")
+    serve.add_argument("--workers", type=int, help="render worker processes (embedded; default 2)")
+    serve.add_argument(
+        "--backend", choices=["embedded", "celery"], help="embedded (default) or celery: work goes to `rlrf worker`"
+    )
     serve.set_defaults(func=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a distributed-mode worker: consumes render/score tasks from Redis (Celery)",
+        description=(
+            "A Celery worker for `rlrf serve --backend celery`. It runs --threads tasks at once and renders\n"
+            "in its own pool of --workers sandboxed processes (RLRF_REDIS_URL picks the broker)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("--workers", type=int, help="sandboxed render processes of this worker (default 2)")
+    worker.add_argument("--threads", type=int, default=4, help="tasks (chunks) in flight in this worker (default 4)")
+    worker.add_argument("--name", default="rlrf@%h", help="Celery node name (default rlrf@%%h)")
+    worker.set_defaults(func=_worker)
     return parser
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from services.reward_api.worker.tasks import make_worker_app
+
+    settings = Settings(**({"workers": args.workers} if args.workers else {}))
+    app, state = make_worker_app(settings)
+    try:
+        app.worker_main(
+            [
+                "worker",
+                "--pool=threads",
+                f"--concurrency={args.threads}",
+                "-Q",
+                settings.cpu_queue,
+                "-n",
+                args.name,
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        state.close()
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -84,7 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from services.reward_api.api.main import create_app
 
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "workers": args.workers}.items() if v}
+    given = {"host": args.host, "port": args.port, "workers": args.workers, "backend": args.backend}
+    overrides = {k: v for k, v in given.items() if v}
     settings = Settings(**overrides)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0

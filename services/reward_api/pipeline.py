@@ -57,6 +57,13 @@ class LocalBackend:
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
 
+    def readiness(self) -> dict[str, object]:
+        ready = 0 if self.pool.closed else self.pool.ready_workers
+        return {"ready": ready == self.pool.size, "render_workers": ready, "queued": self.pool.queued}
+
+    def close(self) -> None:
+        self.pool.close()
+
     def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure:
         result: ReferenceRender | TaskFailure = self.pool.run(partial(render_reference, job=job), [svg])[0]
         return result
@@ -108,10 +115,17 @@ class Pipeline:
         )
         return cls(settings, LocalBackend(pool))
 
+    @classmethod
+    def distributed(cls, settings: Settings) -> Pipeline:
+        """A pipeline whose sandboxed work runs on ``rlrf worker`` processes via Celery and Redis."""
+        from services.reward_api.worker.backend import CeleryBackend
+
+        return cls(settings, CeleryBackend(settings))
+
     def close(self) -> None:
-        pool = getattr(self.backend, "pool", None)
-        if pool is not None:
-            pool.close()
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
 
     def __enter__(self) -> Pipeline:
         return self

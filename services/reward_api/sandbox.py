@@ -145,6 +145,11 @@ class WorkerPool:
         return len(self._incoming) + self._pending_len
 
     @property
+    def size(self) -> int:
+        """Worker processes this pool keeps."""
+        return len(self._workers)
+
+    @property
     def ready_workers(self) -> int:
         """Workers that finished starting and can take work (for readiness probes)."""
         return sum(worker.ready for worker in self._workers)

@@ -24,7 +24,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = pipeline is None
-        active = pipeline or Pipeline.embedded(settings)
+        if pipeline is not None:
+            active = pipeline
+        elif settings.backend == "celery":
+            active = Pipeline.distributed(settings)
+        else:
+            active = Pipeline.embedded(settings)
         app.state.service = RewardService(settings, active)
         try:
             yield

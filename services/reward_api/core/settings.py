@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     )
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
 
+    # Distributed mode (Celery on Redis) -------------------------------------------------------
+    backend: Literal["embedded", "celery"] = Field(
+        "embedded", description="embedded: render workers in the API process; celery: on `rlrf worker` hosts."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker, result store, reference cache.")
+    cpu_queue: str = Field("rlrf.cpu", description="Celery queue of the render/score tasks.")
+    celery_chunk_size: int = Field(16, ge=1, description="Rollouts per Celery task; a group spans several workers.")
+    task_time_limit_s: float = Field(120.0, gt=0, description="Hard limit of one Celery task (a chunk).")
+    visibility_timeout_s: float = Field(
+        180.0, gt=0, description="Redis redelivers an unacknowledged task after this; keep above task_time_limit_s."
+    )
+    request_deadline_s: float = Field(
+        300.0, gt=0, description="Rollouts still unscored after this come back as status 'error', reward null."
+    )
+
     # Scoring -------------------------------------------------------------------------------
     profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")
     blank_fraction: float = Field(0.005, ge=0, le=1, description="Renders with fewer non-white pixels are blank.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,20 +19,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
-    """Readiness: every render worker has started (503 until then)."""
-    pool = getattr(service.pipeline.backend, "pool", None)
-    ready = pool.ready_workers if pool is not None and not pool.closed else 0
-    wanted = service.settings.workers
-    if ready < wanted:
+    """Readiness: render workers are up (embedded: all of them; distributed: Redis and >= 1 worker)."""
+    state = await anyio.to_thread.run_sync(service.pipeline.backend.readiness)
+    if not state["ready"]:
         response.status_code = 503
-    return {"status": "ok" if ready >= wanted else "starting", "render_workers": ready, "wanted": wanted}
+    return {"status": "ok" if state["ready"] else "not ready", **state}
 
 
 @router.get("/metrics")
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format: requests, rollouts, statuses, stage latencies, queue depth."""
+    state = await anyio.to_thread.run_sync(service.pipeline.backend.readiness)
+    if isinstance(state.get("queued"), int):
+        service.metrics.queue_depth.set(state["queued"])
     pool = getattr(service.pipeline.backend, "pool", None)
     if pool is not None:
-        service.metrics.queue_depth.set(pool.queued)
         service.metrics.worker_restarts.set(pool.restarts)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,156 @@
+"""Distributed mode's ``Backend``: the pipeline's sandboxed work as Celery tasks on Redis.
+
+A group is split into chunks of ``celery_chunk_size`` so several workers share it. Results are
+collected by one thread per API process that polls Redis for every outstanding task at once
+(``MGET`` on Celery's result keys) and resolves futures: no request thread and no event loop ever
+blocks in ``AsyncResult.get()``, and one Redis round trip serves all requests in flight. Rollouts
+not back by ``request_deadline_s`` (a lost worker whose task was not redelivered in time, Redis
+down) fail with ``TaskError``: status ``error``, reward null.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import redis
+
+from services.reward_api.components import Canvas
+from services.reward_api.core.results import Status
+from services.reward_api.core.settings import Settings
+from services.reward_api.sandbox import TaskError, TaskFailure
+from services.reward_api.scoring import Outcome, ReferenceRender, RenderJob
+from services.reward_api.worker import wire
+from services.reward_api.worker.celery_app import (
+    REFERENCE_KEY,
+    REFERENCE_TTL_S,
+    RENDER_REFERENCE,
+    SCORE_CHUNK,
+    make_celery,
+)
+
+log = logging.getLogger(__name__)
+_POLL_S = 0.005
+
+
+class CeleryBackend:
+    """Sends sandboxed work to ``rlrf worker`` processes through Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = make_celery(settings)
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self._pending: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._collector = threading.Thread(target=self._collect, name="rlrf-celery-results", daemon=True)
+        self._collector.start()
+
+    # Backend protocol ---------------------------------------------------------------------------
+    def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure:
+        (data,) = self._wait([self._send(RENDER_REFERENCE, [svg, wire.job_to_wire(job)])])
+        if isinstance(data, TaskFailure):
+            return data
+        if "failure" in data:
+            failure = wire.outcome_from_wire(data)
+            assert isinstance(failure, TaskFailure)
+            return failure
+        image = None if data["png_b64"] is None else wire.image_from_png(wire.unb64(data["png_b64"]))
+        return ReferenceRender(image, tuple(data["intrinsic_size"]), Status(data["status"]), data["detail"])
+
+    def score(self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob) -> list[Outcome | TaskFailure]:
+        if not svgs:
+            return []
+        try:  # workers fetch the canvas by key, once each: tasks stay small
+            self.redis.set(REFERENCE_KEY.format(key), wire.image_to_png(reference.image), ex=REFERENCE_TTL_S)
+        except redis.RedisError as exc:
+            return [TaskError(f"Redis unavailable: {exc}")] * len(svgs)
+        size = self.settings.celery_chunk_size
+        chunks = [list(svgs[i : i + size]) for i in range(0, len(svgs), size)]
+        job_wire = wire.job_to_wire(job)
+        replies = self._wait([self._send(SCORE_CHUNK, [key, job_wire, chunk]) for chunk in chunks])
+        outcomes: list[Outcome | TaskFailure] = []
+        for chunk, reply in zip(chunks, replies):
+            if isinstance(reply, TaskFailure):
+                outcomes += [reply] * len(chunk)
+            else:
+                outcomes += [wire.outcome_from_wire(item) for item in reply]
+        return outcomes
+
+    def readiness(self) -> dict[str, object]:
+        """Ready when Redis answers and at least one ``rlrf worker`` replies to a ping."""
+        try:
+            self.redis.ping()
+            queued = int(self.redis.llen(self.settings.cpu_queue))
+        except redis.RedisError as exc:
+            return {"ready": False, "redis": f"unavailable: {exc}"}
+        workers = self.app.control.ping(timeout=1.0) or []
+        return {"ready": bool(workers), "celery_workers": len(workers), "queued": queued}
+
+    def close(self) -> None:
+        self._closed.set()
+        self._collector.join(timeout=5)
+
+    # plumbing ---------------------------------------------------------------------------------
+    def _send(self, name: str, args: list[Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            result = self.app.send_task(name, args=args, queue=self.settings.cpu_queue)
+        except Exception as exc:  # broker down: kombu's publish retries are exhausted
+            future.set_result(TaskError(f"could not queue {name}: {type(exc).__name__}: {exc}"))
+            return future
+        with self._lock:
+            self._pending[result.id] = future
+        return future
+
+    def _wait(self, futures: list[Future[Any]]) -> list[Any]:
+        deadline = time.monotonic() + self.settings.request_deadline_s
+        out: list[Any] = []
+        for future in futures:
+            try:
+                out.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                self._forget(future)
+                out.append(TaskError(f"no result within the {self.settings.request_deadline_s:g} s deadline"))
+        return out
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            for task_id, pending in list(self._pending.items()):
+                if pending is future:
+                    del self._pending[task_id]
+
+    def _collect(self) -> None:
+        backend = self.app.backend
+        while not self._closed.is_set():
+            with self._lock:
+                ids = list(self._pending)
+            if not ids:
+                time.sleep(_POLL_S)
+                continue
+            try:
+                values = self.redis.mget([backend.get_key_for_task(task_id) for task_id in ids])
+            except redis.RedisError as exc:
+                log.warning("result poll failed (%s); retrying", exc)
+                time.sleep(0.5)
+                continue
+            for task_id, value in zip(ids, values):
+                if value is None:
+                    continue
+                meta = backend.decode_result(value)
+                if meta["status"] not in ("SUCCESS", "FAILURE", "REVOKED"):
+                    continue
+                with self._lock:
+                    future = self._pending.pop(task_id, None)
+                if future is None:
+                    continue
+                if meta["status"] == "SUCCESS":
+                    future.set_result(meta["result"])
+                else:
+                    future.set_result(TaskError(f"worker task failed: {meta.get('result')}"))
+            time.sleep(_POLL_S)

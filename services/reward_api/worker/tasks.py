@@ -1,0 +1,91 @@
+"""The tasks a ``rlrf worker`` runs: the very functions of embedded mode, behind Celery.
+
+Each worker process owns one ``WorkerPool`` (spawned render processes with per-SVG limits), so a
+hostile SVG still costs one rollout, never the task. References travel once through Redis
+(``rlrf:ref:<key>``) and are kept in a small per-process LRU.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import redis
+from celery import Celery
+
+from services.reward_api.components import Canvas
+from services.reward_api.core.settings import Settings
+from services.reward_api.pipeline import LocalBackend
+from services.reward_api.sandbox import TaskFailure, WorkerPool
+from services.reward_api.worker import wire
+from services.reward_api.worker.celery_app import REFERENCE_KEY, RENDER_REFERENCE, SCORE_CHUNK, make_celery
+
+
+class WorkerState:
+    """What one worker process shares across its task threads: the render pool and references."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self._lock = threading.Lock()
+        self._backend: LocalBackend | None = None
+        self._references: OrderedDict[str, Canvas] = OrderedDict()
+
+    @property
+    def backend(self) -> LocalBackend:
+        with self._lock:
+            if self._backend is None:
+                s = self.settings
+                pool = WorkerPool(
+                    workers=s.workers,
+                    timeout_s=s.render_timeout_s,
+                    memory_mb=s.worker_memory_mb,
+                    chunk_size=s.chunk_size,
+                )
+                self._backend = LocalBackend(pool)
+            return self._backend
+
+    def reference(self, key: str) -> Canvas:
+        with self._lock:
+            canvas = self._references.get(key)
+        if canvas is None:
+            png = self.redis.get(REFERENCE_KEY.format(key))
+            if png is None:
+                raise LookupError(f"reference {key[:12]} is not in Redis (expired or never stored)")
+            canvas = Canvas(wire.image_from_png(png))
+            with self._lock:
+                self._references[key] = canvas
+                while len(self._references) > self.settings.reference_cache_size:
+                    self._references.popitem(last=False)
+        return canvas
+
+    def close(self) -> None:
+        with self._lock:
+            if self._backend is not None:
+                self._backend.pool.close()
+
+
+def make_worker_app(settings: Settings) -> tuple[Celery, WorkerState]:
+    """The Celery app with the tasks registered, bound to one ``WorkerState``."""
+    app = make_celery(settings)
+    state = WorkerState(settings)
+
+    @app.task(name=SCORE_CHUNK)
+    def score_chunk(reference_key: str, job: dict[str, Any], svgs: list[str]) -> list[dict[str, Any]]:
+        outcomes = state.backend.score(reference_key, state.reference(reference_key), svgs, wire.job_from_wire(job))
+        return [wire.outcome_to_wire(o) for o in outcomes]
+
+    @app.task(name=RENDER_REFERENCE)
+    def render_reference(svg: str, job: dict[str, Any]) -> dict[str, Any]:
+        rendered = state.backend.render_reference(svg, wire.job_from_wire(job))
+        if isinstance(rendered, TaskFailure):
+            return wire.outcome_to_wire(rendered)
+        return {
+            "status": rendered.status.value,
+            "detail": rendered.detail,
+            "intrinsic_size": list(rendered.intrinsic_size),
+            "png_b64": None if rendered.image is None else wire.b64(wire.image_to_png(rendered.image)),
+        }
+
+    return app, state

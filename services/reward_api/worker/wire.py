@@ -1,0 +1,80 @@
+"""JSON forms of what crosses Redis: render jobs, worker verdicts, reference canvases.
+
+JSON rather than pickle: the broker is a network service, and nothing read from it should be able
+to run code in the API process or a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from services.reward_api.core.results import Status
+from services.reward_api.sandbox import TaskCrash, TaskError, TaskFailure, TaskTimeout
+from services.reward_api.scoring import Outcome, RenderJob
+from services.reward_api.svg.policy import PolicyLimits
+
+_FAILURES: dict[str, type[TaskFailure]] = {"TaskTimeout": TaskTimeout, "TaskCrash": TaskCrash, "TaskError": TaskError}
+
+
+def job_to_wire(job: RenderJob) -> dict[str, Any]:
+    data = asdict(job)
+    data["font_file"] = str(job.font_file)
+    return data
+
+
+def job_from_wire(data: dict[str, Any]) -> RenderJob:
+    return RenderJob(
+        **{
+            **data,
+            "font_file": Path(data["font_file"]),
+            "limits": PolicyLimits(**data["limits"]),
+            "image_components": tuple(data["image_components"]),
+            "reference_size": tuple(data["reference_size"]),
+        }
+    )
+
+
+def outcome_to_wire(outcome: Outcome | TaskFailure) -> dict[str, Any]:
+    if isinstance(outcome, TaskFailure):
+        kind = type(outcome).__name__ if type(outcome).__name__ in _FAILURES else "TaskError"
+        return {"failure": kind, "detail": str(outcome)}
+    return {
+        "status": outcome.status.value,
+        "components": outcome.components,
+        "flags": outcome.flags,
+        "detail": outcome.detail,
+    }
+
+
+def outcome_from_wire(data: dict[str, Any]) -> Outcome | TaskFailure:
+    if "failure" in data:
+        return _FAILURES.get(data["failure"], TaskError)(data["detail"])
+    return Outcome(Status(data["status"]), data["components"], data["flags"], data["detail"])
+
+
+def image_to_png(image: np.ndarray) -> bytes:
+    ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("could not encode the reference canvas")
+    return png.tobytes()
+
+
+def image_from_png(png: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("undecodable reference canvas")
+    return image
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)

@@ -30,6 +30,10 @@ Arms:
             largest ``--concurrency`` of httpx clients here, JSON both ways. Compare with
             ``ours xC`` at the same concurrency (target: >= 0.9x).
 
+  celery    Distributed mode on this machine: Redis on 127.0.0.1:6379 (db 14) and W `rlrf worker`
+            processes with one render process each; the largest ``--concurrency`` of groups in
+            flight through ``Pipeline.distributed``. Compare with ``ours xC`` (target: >= 0.8x).
+
 ``--renderers`` adds a single-process comparison of renderers on the first ``--renderers-limit``
 references, each normalised to the canvas by ``check_svg(svg, width=S, height=S).document``: the
 ``resvg`` binding, the ``resvg-py`` package (``svg_to_bytes``; also with ``skip_system_fonts=True``)
@@ -356,6 +360,80 @@ def run_http(groups: Sequence[Group], size: int, workers: int, concurrency: int,
     return Arm(f"http x{concurrency}", workers, samples, samples + len(groups), seconds, latencies, note, {})
 
 
+def run_celery(groups: Sequence[Group], size: int, workers: int, concurrency: int, progress: bool) -> Arm:
+    """Distributed mode on this machine: Redis (127.0.0.1:6379/14) and ``workers`` `rlrf worker`
+    processes with one render process each, so the render processes match ours."""
+    import os
+    import signal
+    import subprocess
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
+    from services.reward_api.core.settings import Settings
+    from services.reward_api.pipeline import Pipeline
+    from services.reward_api.worker.celery_app import make_celery
+
+    url = "redis://127.0.0.1:6379/14"
+    redis.Redis.from_url(url).flushdb()
+    settings = Settings(size=size, backend="celery", redis_url=url, cpu_queue=f"rlrf.bench.{uuid.uuid4().hex[:6]}")
+    env = {**os.environ, "RLRF_REDIS_URL": url, "RLRF_CPU_QUEUE": settings.cpu_queue, "RLRF_WORKERS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services.reward_api.cli", "worker", "--threads", "2", "--name", f"bench{i}@%h"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for i in range(workers)
+    ]
+    latencies: list[float] = []
+    samples = sum(len(c) for _, c in groups)
+    try:
+        app = make_celery(settings)
+        deadline = time.monotonic() + 120
+        while len(app.control.ping(timeout=0.5) or []) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError("celery workers did not start")
+        with Pipeline.distributed(settings) as pipeline:
+
+            def score(group: Group, warm: str = "") -> float:
+                reference, candidates = group
+                t0 = time.perf_counter()
+                pipeline.score_group(ScoreRequest(reference=ReferenceIn(svg=reference + warm), completions=candidates))
+                return 1e3 * (time.perf_counter() - t0)
+
+            with ThreadPoolExecutor(concurrency) as callers:
+                list(callers.map(lambda g: score(g, "<!-- warm-up -->"), list(groups)[: max(2, workers)]))
+                bar = tqdm(
+                    total=samples,
+                    desc=f"celery x{concurrency} {size}px",
+                    unit="svg",
+                    file=sys.stderr,
+                    disable=not progress,
+                )
+                with bar:
+                    started = time.perf_counter()
+                    for latency in callers.map(score, groups):
+                        latencies.append(latency)
+                        bar.update(len(groups[0][1]))
+                    seconds = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=30)
+    note = (
+        f"Pipeline.distributed: Redis + {workers} `rlrf worker` processes (1 render process each), "
+        f"{concurrency} groups in flight, chunks of {settings.celery_chunk_size}"
+    )
+    return Arm(f"celery x{concurrency}", workers, samples, samples + len(groups), seconds, latencies, note, {})
+
+
 # agreement of ours and the baseline --------------------------------------------------------------
 def agreement(ours: Scores, base: Scores, groups: Sequence[Group]) -> dict[str, Any]:
     """Identity check (candidate 0 is the reference) and mean |difference| where both scored."""
@@ -590,7 +668,7 @@ def _counts(text: str) -> list[int]:
 
 def _arms(text: str) -> list[str]:
     arms = [a for a in text.replace(",", " ").split() if a != "none"]
-    unknown = set(arms) - {"baseline", "floor", "ours", "http"}
+    unknown = set(arms) - {"baseline", "floor", "ours", "http", "celery"}
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown arm(s): {', '.join(sorted(unknown))}")
     return arms
@@ -632,8 +710,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--arms",
         type=_arms,
-        default=["baseline", "floor", "ours", "http"],
-        help="comma list of baseline,floor,ours,http, or none",
+        default=["baseline", "floor", "ours", "http", "celery"],
+        help="comma list of baseline,floor,ours,http,celery, or none",
     )
     parser.add_argument(
         "--baseline-ref",
@@ -701,6 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 arms.append(arm)
         if "http" in args.arms:
             arms.append(run_http(groups, size, args.workers, max(args.concurrency), progress))
+        if "celery" in args.arms:
+            arms.append(run_celery(groups, size, args.workers, max(args.concurrency), progress))
         agree = (
             agreement(ours_scores, base_scores, groups) if base_scores is not None and ours_scores is not None else None
         )

@@ -83,9 +83,10 @@ def test_serve_starts_the_embedded_service() -> None:
     """`rlrf serve` (what `make serve` runs) answers /readyz and scores over HTTP, then stops on SIGTERM."""
     import signal
     import socket
-    import time
 
     import httpx
+
+    from tests.api.conftest import wait_for
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -93,15 +94,7 @@ def test_serve_starts_the_embedded_service() -> None:
     cmd = [sys.executable, "-m", "services.reward_api.cli", "serve", "--port", str(port), "--workers", "1"]
     server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
+        wait_for(f"http://127.0.0.1:{port}/readyz", alive=lambda: server.poll() is None)
         reference = (EXAMPLES / "reference.svg").read_text()
         body = {"reference": {"svg": reference}, "completions": [reference]}
         scored = httpx.post(f"http://127.0.0.1:{port}/score", json=body, timeout=60).json()

@@ -20,7 +20,7 @@ from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.pipeline import Pipeline
 
-_THREADS = anyio.CapacityLimiter(64)  # groups scored at once; the render workers are the real limit
+_GROUP_THREADS = 64  # groups scored at once; the render workers are the real limit
 
 
 class RewardService:
@@ -32,10 +32,14 @@ class RewardService:
         self.metrics = Metrics()
         self._inflight = 0
         self._lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None  # made inside the app's event loop
 
     async def score_groups(self, requests: Sequence[ScoreRequest]) -> list[GroupResult]:
         """Score several groups concurrently (one admission for all), in order."""
         rollouts = sum(len(r.completions) for r in requests)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(_GROUP_THREADS)
+        limiter = self._limiter
         self._admit(rollouts)
         try:
             outcomes: list[GroupResult | Exception | None] = [None] * len(requests)
@@ -43,7 +47,7 @@ class RewardService:
             async def one(index: int, request: ScoreRequest) -> None:
                 try:
                     outcomes[index] = await anyio.to_thread.run_sync(
-                        self.pipeline.score_group, request, limiter=_THREADS
+                        self.pipeline.score_group, request, limiter=limiter
                     )
                 except Exception as exc:  # re-raised below as itself, not wrapped in an ExceptionGroup
                     outcomes[index] = exc

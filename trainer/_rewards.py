@@ -1,0 +1,231 @@
+"""Reward functions for TRL's ``GRPOTrainer`` that call the reward service.
+
+TRL calls ``reward_func(prompts=..., completions=..., completion_ids=..., trainer_state=...,
+**dataset_columns)`` and awaits ``async`` reward functions concurrently. Ours read the reference
+from the dataset columns ``svg`` (ground-truth code), ``image`` (PIL image, bytes or base64; or the
+image inside a multimodal prompt) and ``text``, group the batch by reference (a rank may hold parts
+of several groups; each part is scored against its reference), send the groups concurrently and
+return one float per completion, or ``None`` where the service reports an infrastructure error or
+cannot be reached (TRL then leaves that sample out instead of scoring it as a bad drawing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from trainer._client import AsyncRewardClient
+from trainer._exceptions import RewardServiceError
+
+log = logging.getLogger("trainer.rewards")
+
+
+class _Service:
+    """One client and one per-batch cache, shared by the reward functions made together."""
+
+    def __init__(
+        self, url: str, token: str | None, profile: str | None, weights: dict[str, float] | None, retries: int = 5
+    ) -> None:
+        self.url, self.token, self.profile, self.weights, self.retries = url, token, profile, weights, retries
+        self._client: AsyncRewardClient | None = None
+        self._batches: OrderedDict[str, asyncio.Future[list[dict[str, Any] | None]]] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable: clients and futures are rebuilt lazily
+        return {"url": self.url, "token": self.token, "profile": self.profile, "weights": self.weights,
+                "retries": self.retries}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    async def results(self, kwargs: dict[str, Any]) -> list[dict[str, Any] | None]:
+        """Per-completion result dicts (``None``: no reward), one service round per batch."""
+        groups, slots = _groups(kwargs, self.profile, self.weights)
+        key = hashlib.sha256(repr((groups, slots)).encode("utf-8", "surrogatepass")).hexdigest()
+        future = self._batches.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._batches[key] = future
+            while len(self._batches) > 8:
+                self._batches.popitem(last=False)
+            try:
+                future.set_result(await self._score(groups, slots))
+            except BaseException as exc:
+                future.set_exception(exc)
+                self._batches.pop(key, None)
+                raise
+        return await asyncio.shield(future)
+
+    async def _score(self, groups: list[dict[str, Any]], slots: list[tuple[int, int]]) -> list[dict[str, Any] | None]:
+        if self._client is None:
+            self._client = AsyncRewardClient(self.url, token=self.token, retries=self.retries)
+        try:
+            answers = await self._client.score_groups(groups)
+        except RewardServiceError as exc:
+            log.warning("reward service unavailable (%s): no reward for %d completions", exc, len(slots))
+            return [None] * len(slots)
+        out: list[dict[str, Any] | None] = []
+        for group_index, position in slots:
+            result = answers[group_index]["results"][position]
+            if result["status"] == "error":
+                log.warning("reward service error for one rollout: %s", result.get("detail"))
+                out.append(None)
+            else:
+                out.append(result)
+        return out
+
+
+class _SVGReward:
+    """A TRL reward function: the service's total, or one component of it."""
+
+    def __init__(self, service: _Service, component: str | None) -> None:
+        self._service = service
+        self._component = component
+        self.__name__ = component or "svg_reward"
+
+    async def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        results = await self._service.results({**kwargs, "completions": completions})
+        if self._component is None:
+            return [None if r is None else r["reward"] for r in results]
+        return [None if r is None else r["components"].get(self._component) for r in results]
+
+
+def get_svg_reward(
+    url: str,
+    *,
+    profile: str | None = None,
+    weights: dict[str, float] | None = None,
+    token: str | None = None,
+    retries: int = 5,
+) -> _SVGReward:
+    """The service's weighted total as one TRL reward function.
+
+    Args:
+        url: the reward service, e.g. ``http://reward-api:8000``.
+        profile: a weight profile of the service (its default when ``None``).
+        weights: per-component weight overrides sent with every request.
+        token: bearer token when the service sets ``RLRF_API_TOKEN``.
+        retries: attempts after the first before the batch gets ``None`` rewards.
+
+    Example:
+        >>> trainer = GRPOTrainer(model, reward_funcs=[get_svg_reward("http://127.0.0.1:8000")], ...)  # doctest: +SKIP
+    """
+    return _SVGReward(_Service(url, token, profile, weights, retries), None)
+
+
+def get_component_rewards(
+    url: str,
+    components: Sequence[str] = ("pixel_l2", "canny_l2", "length"),
+    *,
+    profile: str | None = None,
+    token: str | None = None,
+    retries: int = 5,
+) -> list[_SVGReward]:
+    """One TRL reward function per component, sharing one service call per batch.
+
+    TRL logs each as ``rewards/<component>/mean``; weight them with ``GRPOConfig.reward_weights``.
+    The components are requested with weight 1 on top of ``profile`` so the service computes them.
+    """
+    service = _Service(url, token, profile, {name: 1.0 for name in components}, retries)
+    return [_SVGReward(service, name) for name in components]
+
+
+# request building ------------------------------------------------------------------------------
+def _groups(
+    kwargs: dict[str, Any], profile: str | None, weights: dict[str, float] | None
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    completions = [_text(c) for c in kwargs["completions"]]
+    n = len(completions)
+    prompts = kwargs.get("prompts") or [None] * n
+    ids = kwargs.get("completion_ids")
+    state = kwargs.get("trainer_state")
+    step = getattr(state, "global_step", None)
+    groups: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    slots: list[tuple[str, int]] = []
+    for i in range(n):
+        reference = _reference(kwargs, i, prompts[i])
+        key = repr(sorted(reference.items()))
+        if key not in groups:
+            groups[key] = {"reference": reference, "completions": [], "completion_tokens": [] if ids else None}
+            if profile:
+                groups[key]["profile"] = profile
+            if weights:
+                groups[key]["weights"] = weights
+            if step is not None:
+                groups[key]["step"] = int(step)
+            ref_tokens = _column(kwargs, "reference_tokens", i)
+            if ref_tokens is not None:
+                groups[key]["reference_tokens"] = int(ref_tokens)
+            order.append(key)
+        slots.append((key, len(groups[key]["completions"])))
+        groups[key]["completions"].append(completions[i])
+        if ids:
+            groups[key]["completion_tokens"].append(len(ids[i]))
+    index = {key: i for i, key in enumerate(order)}
+    bodies = [{k: v for k, v in groups[key].items() if v is not None} for key in order]
+    return bodies, [(index[key], position) for key, position in slots]
+
+
+def _text(completion: Any) -> str:
+    """Plain text of a completion: a string, or the last message of a conversation."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        content = completion[-1].get("content", "")
+        if isinstance(content, list):  # multimodal message parts
+            return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return str(content)
+    return str(completion)
+
+
+def _column(kwargs: dict[str, Any], name: str, i: int) -> Any:
+    values = kwargs.get(name)
+    return values[i] if values is not None else None
+
+
+def _reference(kwargs: dict[str, Any], i: int, prompt: Any) -> dict[str, Any]:
+    reference: dict[str, Any] = {}
+    svg = _column(kwargs, "svg", i)
+    if svg:
+        reference["svg"] = svg
+    image = _column(kwargs, "image", i)
+    if image is None:
+        image = _prompt_image(prompt)
+    if image is not None and not svg:
+        reference["image_b64"] = _image_b64(image)
+    text = _column(kwargs, "text", i)
+    if text:
+        reference["text"] = text
+    if not reference:
+        raise ValueError("each sample needs an 'svg', 'image' or 'text' column (or an image in its prompt)")
+    return reference
+
+
+def _prompt_image(prompt: Any) -> Any:
+    if not isinstance(prompt, list):
+        return None
+    for message in prompt:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image":
+                    return part.get("image")
+    return None
+
+
+def _image_b64(image: Any) -> str:
+    if isinstance(image, str):
+        return image  # already base64
+    if isinstance(image, dict) and "bytes" in image:  # datasets' Image feature, decode=False
+        image = image["bytes"]
+    if isinstance(image, (bytes, bytearray)):
+        return base64.b64encode(bytes(image)).decode("ascii")
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")  # PIL image
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

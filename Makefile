@@ -12,6 +12,9 @@ $(BIN)/.installed: pyproject.toml
 	bash scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: on these machines pip finds the CPU build of 2.13.0 locally, whereas an
+	# unpinned torch (pulled in by trl) would fetch a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

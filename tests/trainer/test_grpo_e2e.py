@@ -1,0 +1,86 @@
+"""End to end on CPU: TRL's real GRPOTrainer, a tiny random Qwen2 built here, rewards from the real service."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from services.reward_api.api.main import create_app
+from services.reward_api.core.settings import Settings
+from tests.api.conftest import running
+from tests.conftest import svg_dev_files
+
+trl = pytest.importorskip("trl", reason="the trainer extra (trl, torch) is not installed")
+pytestmark = pytest.mark.slow
+
+
+def _tiny_model(directory: Path) -> Path:
+    """A 2-layer Qwen2 with a BPE tokenizer trained here on SVG text; saved as a local checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    corpus = [path.read_text() for path in svg_dev_files()[:120]]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<pad>", "<eos>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _train(model_dir: Path, url: str, output: Path) -> list[dict[str, float]]:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    import trainer
+
+    references = [path.read_text() for path in svg_dev_files()[200:204]]
+    dataset = Dataset.from_list([{"prompt": "<svg", "svg": svg} for svg in references])
+    funcs = trainer.get_component_rewards(url, ["pixel_l2", "canny_l2", "length"], retries=1)
+    config = GRPOConfig(
+        output_dir=str(output),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=16,
+        max_steps=2,
+        logging_steps=1,
+        learning_rate=1e-5,
+        reward_weights=[1.0, 1.0, 0.1],
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+    )
+    grpo = GRPOTrainer(model=str(model_dir), reward_funcs=funcs, args=config, train_dataset=dataset)
+    grpo.train()
+    return grpo.state.log_history
+
+
+def test_grpo_trains_two_steps_on_service_rewards(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model_dir = _tiny_model(tmp_path / "tiny-qwen2")
+    with running(create_app(Settings(workers=2))) as url:
+        history = _train(model_dir, url, tmp_path / "run")
+    steps = [entry for entry in history if "rewards/pixel_l2/mean" in entry]
+    assert len(steps) == 2
+    for entry in steps:  # every rollout got a reward from the service (a random model: mostly penalties)
+        for name in ("pixel_l2", "canny_l2", "length"):
+            assert -1.0 <= entry[f"rewards/{name}/mean"] <= 1.0
+    # The service goes away: rewards become None (NaN in TRL), a warning says why, training goes on.
+    with caplog.at_level(logging.WARNING, logger="trainer.rewards"):
+        history = _train(model_dir, "http://127.0.0.1:9", tmp_path / "outage")
+    assert "reward service unavailable" in caplog.text
+    assert len([entry for entry in history if "loss" in entry]) == 2

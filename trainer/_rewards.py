@@ -37,8 +37,13 @@ class _Service:
         self._batches: OrderedDict[str, asyncio.Future[list[dict[str, Any] | None]]] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:  # picklable: clients and futures are rebuilt lazily
-        return {"url": self.url, "token": self.token, "profile": self.profile, "weights": self.weights,
-                "retries": self.retries}
+        return {
+            "url": self.url,
+            "token": self.token,
+            "profile": self.profile,
+            "weights": self.weights,
+            "retries": self.retries,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]

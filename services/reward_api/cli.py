@@ -93,7 +93,52 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=4, help="tasks (chunks) in flight in this worker (default 4)")
     worker.add_argument("--name", default="rlrf@%h", help="Celery node name (default rlrf@%%h)")
     worker.set_defaults(func=_worker)
+
+    data = commands.add_parser("data", help="prepare training datasets")
+    data_commands = data.add_subparsers(required=True, metavar="ACTION")
+    prepare = data_commands.add_parser(
+        "prepare",
+        help="turn an SVG collection into a filtered training dataset (rendered references, token counts)",
+        description=(
+            "Render every SVG of INPUT (a folder of .svg files, or a dataset saved with save_to_disk) on the reward\n"
+            "canvas, count its tokens, drop broken, embedded-raster, blank, low-colour-entropy, over-long and\n"
+            "(for the RL subset) too-short SVGs, and save the rest with save_to_disk. Prints what was dropped and why."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prepare.add_argument("input", type=Path, help="folder of .svg files, or a saved Hugging Face dataset")
+    prepare.add_argument("output", type=Path, help="where to save the prepared dataset")
+    prepare.add_argument("--svg-column", default="svg", help="SVG column of a dataset input (default svg)")
+    prepare.add_argument("--tokenizer", help="local tokenizer directory for token counts (default: chars/4 proxy)")
+    prepare.add_argument("--size", type=int, default=224, help="canvas side of the rendered references")
+    prepare.add_argument("--max-tokens", type=int, default=8192, help="drop longer SVGs (default 8192)")
+    prepare.add_argument("--min-tokens", type=int, default=0, help="drop shorter SVGs (RL subset; default 0)")
+    prepare.add_argument(
+        "--min-entropy", type=float, default=0.2, help="drop renders under this colour entropy in bits (default 0.2)"
+    )
+    prepare.add_argument("--prompt", help="the prompt column's text")
+    prepare.add_argument("--workers", type=int, default=2, help="render worker processes")
+    prepare.set_defaults(func=_data_prepare)
     return parser
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    from trainer.data import DEFAULT_PROMPT, PrepareOptions, prepare
+
+    options = PrepareOptions(
+        size=args.size,
+        max_tokens=args.max_tokens,
+        min_tokens=args.min_tokens,
+        min_entropy=args.min_entropy,
+        prompt=args.prompt or DEFAULT_PROMPT,
+        tokenizer=args.tokenizer,
+        svg_column=args.svg_column,
+        workers=args.workers,
+    )
+    summary = prepare(args.input, args.output, options)
+    dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(summary.dropped.items())) or "none"
+    print(f"kept {summary.kept} of {summary.seen} SVGs; dropped: {dropped}; saved to {args.output}")
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> int:

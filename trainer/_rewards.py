@@ -147,7 +147,9 @@ def _groups(
     completions = [_text(c) for c in kwargs["completions"]]
     n = len(completions)
     prompts = kwargs.get("prompts") or [None] * n
-    ids = kwargs.get("completion_ids")
+    # Token counts only when the reference's are known in the same tokenizer (a ``reference_tokens``
+    # column); otherwise both sides use the service's character proxy, so the ratio stays honest.
+    ids = kwargs.get("completion_ids") if kwargs.get("reference_tokens") is not None else None
     state = kwargs.get("trainer_state")
     step = getattr(state, "global_step", None)
     groups: dict[str, dict[str, Any]] = {}

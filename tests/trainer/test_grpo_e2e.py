@@ -84,3 +84,85 @@ def test_grpo_trains_two_steps_on_service_rewards(tmp_path: Path, caplog: pytest
         history = _train(model_dir, "http://127.0.0.1:9", tmp_path / "outage")
     assert "reward service unavailable" in caplog.text
     assert len([entry for entry in history if "loss" in entry]) == 2
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[2] / "trainer/configs").glob("*.yaml")))
+def test_shipped_configs_parse(config: Path) -> None:
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    from trainer.train_grpo import RLRFArguments
+
+    parser = TrlParser((RLRFArguments, GRPOConfig, ModelConfig))
+    argv = [
+        "--config",
+        str(config),
+        "--dataset_path",
+        "data",
+        "--model_name_or_path",
+        "/models/x",
+        "--use_cpu",
+        "true",
+        "--bf16",
+        "false",
+        "--report_to",
+        "none",
+    ]
+    rlrf_args, grpo, _ = parser.parse_args_and_config(args=argv)
+    assert grpo.num_generations == 64 and grpo.temperature == 1.1 and grpo.beta == 0.0 and grpo.learning_rate == 1e-5
+    assert len(grpo.reward_weights) == len(rlrf_args.components)
+
+
+def test_launcher_runs_one_step_on_a_prepared_dataset(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    model_dir = _tiny_model(tmp_path / "tiny-qwen2")
+    source = tmp_path / "svgs"
+    source.mkdir()
+    for path in svg_dev_files()[200:208]:
+        (source / path.name).write_text(path.read_text())
+    prepared = tmp_path / "prepared"
+    cli = [sys.executable, "-m", "services.reward_api.cli", "data", "prepare", str(source), str(prepared)]
+    assert subprocess.run(cli, cwd=repo, capture_output=True, timeout=300).returncode == 0
+    with running(create_app(Settings(workers=2))) as url:
+        cmd = [
+            sys.executable,
+            str(repo / "trainer/train_grpo.py"),
+            "--config",
+            str(repo / "trainer/configs/qwen3_8b_text2svg.yaml"),
+            "--model_name_or_path",
+            str(model_dir),
+            "--dataset_path",
+            str(prepared),
+            "--reward_url",
+            url,
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--use_vllm",
+            "false",
+            "--use_cpu",
+            "true",
+            "--bf16",
+            "false",
+            "--gradient_checkpointing",
+            "false",
+            "--report_to",
+            "none",
+            "--max_steps",
+            "1",
+            "--num_generations",
+            "4",
+            "--per_device_train_batch_size",
+            "4",
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_completion_length",
+            "16",
+            "--save_strategy",
+            "no",
+        ]
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rewards/pixel_l2/mean" in proc.stdout + proc.stderr
+    assert (tmp_path / "run" / "config.json").exists()  # the trained model was saved

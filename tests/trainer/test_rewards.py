@@ -143,3 +143,13 @@ def test_client_retries_honour_retry_after_and_never_retry_4xx() -> None:
     down = trainer.AsyncRewardClient("http://service", transport=httpx.MockTransport(refuse), retries=2, backoff_s=0.01)
     with pytest.raises(trainer.ServiceUnavailable, match="after 3 attempts"):
         asyncio.run(down.score({}))
+
+
+def test_token_counts_are_used_only_with_reference_tokens(url: str) -> None:
+    (length,) = trainer.get_component_rewards(url, ["length"])
+    with_tokens = asyncio.run(
+        length(completions=[A, A], svg=[A, A], completion_ids=[[1] * 100, [1] * 40], reference_tokens=[100, 100])
+    )
+    assert with_tokens == [0.75, -1.0]  # 100 and 40 tokens against 100
+    without = asyncio.run(length(completions=[A, A], svg=[A, A], completion_ids=[[1] * 100, [1] * 40]))
+    assert without == [0.75, 0.75]  # no reference count: both sides by the character proxy

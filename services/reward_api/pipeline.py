@@ -280,25 +280,17 @@ class Pipeline:
         return canvas.ink_fraction < self.settings.blank_fraction
 
 
+_RENDER_FAILURES = {TaskTimeout: Status.render_timeout, TaskCrash: Status.render_crash}
+
+
 def _infrastructure_or_render_failure(
     failure: TaskFailure, penalty: float, components: dict[str, float]
 ) -> RolloutResult:
     """A renderer that hung or died is the SVG's fault; anything else is ours (reward null)."""
-    if isinstance(failure, TaskTimeout):
+    status = _RENDER_FAILURES.get(type(failure))
+    if status is not None:
         return RolloutResult(
-            reward=penalty,
-            components=components,
-            status=Status.render_timeout,
-            flags=["render_timeout"],
-            detail=str(failure),
-        )
-    if isinstance(failure, TaskCrash):
-        return RolloutResult(
-            reward=penalty,
-            components=components,
-            status=Status.render_crash,
-            flags=["render_crash"],
-            detail=str(failure),
+            reward=penalty, components=components, status=status, flags=[status.value], detail=str(failure)
         )
     return RolloutResult(
         reward=None, components={}, status=Status.error, flags=[], detail=f"{type(failure).__name__}: {failure}"

@@ -51,3 +51,24 @@ def test_renderer_errors_are_render_errors(settings: Settings) -> None:
     svg = '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><image href="http://127.0.0.1:9/a.png"/></svg>'
     with pytest.raises(RenderError, match="fetching is disabled"):  # defence in depth behind the policy
         render(svg, width=8, height=8, renderer="cairosvg", font_file=settings.font_file, font_family="x")
+
+
+def test_a_missing_font_is_a_configuration_error_never_a_score(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Fail fast at start-up; and inside a worker, the error is ours (status error), not the SVG's."""
+    from services.reward_api.core.errors import ConfigError
+    from services.reward_api.core.results import Status
+    from services.reward_api.core.schemas import ScoreRequest
+    from services.reward_api.pipeline import LocalBackend, Pipeline
+    from services.reward_api.sandbox import WorkerPool
+
+    missing = settings.model_copy(update={"font_file": tmp_path / "nope.ttf"})
+    with pytest.raises(ConfigError, match=r"nope\.ttf"):
+        Pipeline.embedded(missing)
+    svg = '<svg viewBox="0 0 10 10"><circle cx="5" cy="5" r="4"/></svg>'
+    with WorkerPool(workers=1) as pool:
+        pipeline = Pipeline(settings, LocalBackend(pool))  # a good reference first ...
+        pipeline.score_group(ScoreRequest(reference={"svg": svg}, completions=[svg]))
+        pipeline.settings = missing  # ... then workers told to use a font that is gone
+        result = pipeline.score_group(ScoreRequest(reference={"svg": svg}, completions=[svg]))
+    assert result.results[0].status is Status.error and result.results[0].reward is None
+    assert "nope.ttf" in (result.results[0].detail or "")

@@ -28,7 +28,7 @@ import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.components.length import char_length
-from services.reward_api.core.errors import BackendError, BadReferenceError
+from services.reward_api.core.errors import BackendError, BadReferenceError, ConfigError
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
@@ -91,6 +91,7 @@ class Pipeline:
     """
 
     def __init__(self, settings: Settings, backend: Backend) -> None:
+        check_settings(settings)
         self.settings = settings
         self.backend = backend
         self._references: OrderedDict[str, PreparedReference] = OrderedDict()
@@ -107,6 +108,7 @@ class Pipeline:
     @classmethod
     def embedded(cls, settings: Settings) -> Pipeline:
         """A pipeline with its own local worker pool (close it, or use ``with``)."""
+        check_settings(settings)  # before any worker is spawned
         pool = WorkerPool(
             workers=settings.workers,
             timeout_s=settings.render_timeout_s,
@@ -281,6 +283,15 @@ class Pipeline:
 
 
 _RENDER_FAILURES = {TaskTimeout: Status.render_timeout, TaskCrash: Status.render_crash}
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail fast on settings that would make every rollout fail (a missing font file)."""
+    if not settings.font_file.is_file():
+        raise ConfigError(
+            f"font_file {settings.font_file} does not exist: install fonts-dejavu-core (scripts/system-deps.sh) "
+            "or point RLRF_FONT_FILE at a .ttf"
+        )
 
 
 def _infrastructure_or_render_failure(

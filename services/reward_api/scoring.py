@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
+from services.reward_api.core.errors import RewardError
 from services.reward_api.core.results import Status
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
 from services.reward_api.svg.render import Renderer, RenderError, RenderLimitError, render
@@ -109,7 +110,7 @@ def _render_checked(checked: CheckedSvg, job: RenderJob) -> tuple[np.ndarray | N
         return None, Outcome(Status.render_crash, flags=["memory"], detail="renderer exceeded the memory limit")
     except RecursionError:
         return None, Outcome(Status.render_crash, flags=["recursion"], detail="renderer exceeded the recursion limit")
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, RewardError):  # RewardError: our configuration, not the SVG
         raise
     except BaseException as exc:  # pyo3 PanicException derives from BaseException
         return None, Outcome(Status.render_crash, flags=["panic"], detail=f"{type(exc).__name__}: {exc}"[:500])

@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import pyspng
 
+from services.reward_api.core.errors import ConfigError
+
 Renderer = Literal["resvg", "cairosvg"]
 _WHITE = (255, 255, 255, 255)
 
@@ -50,6 +52,8 @@ def render(
 def _resvg_options(font_file: str, font_family: str) -> object:
     import resvg
 
+    if not Path(font_file).is_file():  # our setup, not the SVG: must surface as an error, never a score
+        raise ConfigError(f"font_file {font_file} does not exist (install fonts-dejavu-core or set RLRF_FONT_FILE)")
     options = resvg.usvg.Options.default()
     options.load_font_file(font_file)  # the only font: text renders the same on every machine
     options.font_family = font_family
@@ -59,8 +63,9 @@ def _resvg_options(font_file: str, font_family: str) -> object:
 def _render_resvg(document: str, width: int, height: int, font_file: str, font_family: str) -> np.ndarray:
     import resvg
 
+    options = _resvg_options(font_file, font_family)
     try:
-        tree = resvg.usvg.Tree.from_str(document, _resvg_options(font_file, font_family))
+        tree = resvg.usvg.Tree.from_str(document, options)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # the binding panics (pyo3 PanicException) on every invalid document

@@ -16,7 +16,7 @@ from celery import Celery
 
 from services.reward_api.components import Canvas
 from services.reward_api.core.settings import Settings
-from services.reward_api.pipeline import LocalBackend
+from services.reward_api.pipeline import LocalBackend, check_settings
 from services.reward_api.sandbox import TaskFailure, WorkerPool
 from services.reward_api.worker import wire
 from services.reward_api.worker.celery_app import REFERENCE_KEY, RENDER_REFERENCE, SCORE_CHUNK, make_celery
@@ -26,6 +26,7 @@ class WorkerState:
     """What one worker process shares across its task threads: the render pool and references."""
 
     def __init__(self, settings: Settings) -> None:
+        check_settings(settings)
         self.settings = settings
         self.redis = redis.Redis.from_url(settings.redis_url)
         self._lock = threading.Lock()

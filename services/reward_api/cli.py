@@ -144,7 +144,7 @@ def _data_prepare(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from services.reward_api.worker.tasks import make_worker_app
 
-    settings = Settings(**({"workers": args.workers} if args.workers else {}))
+    settings = _settings(workers=args.workers)
     app, state = make_worker_app(settings)
     try:
         app.worker_main(
@@ -171,16 +171,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from services.reward_api.api.main import create_app
 
-    given = {"host": args.host, "port": args.port, "workers": args.workers, "backend": args.backend}
-    overrides = {k: v for k, v in given.items() if v}
-    settings = Settings(**overrides)
+    settings = _settings(host=args.host, port=args.port, workers=args.workers, backend=args.backend)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in {"size": args.size, "renderer": args.renderer, "workers": args.workers}.items() if v}
-    settings = Settings(**overrides)
+    settings = _settings(size=args.size, renderer=args.renderer, workers=args.workers)
     reference = _read_reference(args.reference)
     weights = {}
     for item in args.weight:
@@ -203,6 +200,11 @@ def _score(args: argparse.Namespace) -> int:
     else:
         print(_table(result, [str(p) for p in args.candidates]))
     return 0
+
+
+def _settings(**given: object) -> Settings:
+    """Settings from the environment, with the options given on the command line on top."""
+    return Settings(**{k: v for k, v in given.items() if v})
 
 
 def _read_reference(path: Path) -> ReferenceIn:

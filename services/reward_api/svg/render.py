@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 import pyspng
 
 from services.reward_api.core.errors import ConfigError
+from services.reward_api.core.settings import Renderer
 
-Renderer = Literal["resvg", "cairosvg"]
 _WHITE = (255, 255, 255, 255)
 
 

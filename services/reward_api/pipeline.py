@@ -50,6 +50,16 @@ class Backend(Protocol):
         self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob
     ) -> list[Outcome | TaskFailure]: ...
 
+    def readiness(self) -> dict[str, object]:
+        """``{"ready": bool, ...}`` for ``/readyz``."""
+        ...
+
+    def queue_depth(self) -> int | None:
+        """Work waiting for a worker; ``None`` when it cannot be read right now."""
+        ...
+
+    def close(self) -> None: ...
+
 
 class LocalBackend:
     """Embedded mode: the sandboxed work runs in this process's worker pool."""
@@ -59,7 +69,10 @@ class LocalBackend:
 
     def readiness(self) -> dict[str, object]:
         ready = 0 if self.pool.closed else self.pool.ready_workers
-        return {"ready": ready == self.pool.size, "render_workers": ready, "queued": self.pool.queued}
+        return {"ready": ready == self.pool.size, "render_workers": ready, "queued": self.queue_depth()}
+
+    def queue_depth(self) -> int | None:
+        return self.pool.queued
 
     def close(self) -> None:
         self.pool.close()
@@ -125,9 +138,7 @@ class Pipeline:
         return cls(settings, CeleryBackend(settings))
 
     def close(self) -> None:
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            close()
+        self.backend.close()
 
     def __enter__(self) -> Pipeline:
         return self

@@ -84,13 +84,18 @@ class CeleryBackend:
 
     def readiness(self) -> dict[str, object]:
         """Ready when Redis answers and at least one ``rlrf worker`` replies to a ping."""
-        try:
-            self.redis.ping()
-            queued = int(self.redis.llen(self.settings.cpu_queue))
-        except redis.RedisError as exc:
-            return {"ready": False, "redis": f"unavailable: {exc}"}
+        queued = self.queue_depth()
+        if queued is None:
+            return {"ready": False, "redis": "unavailable"}
         workers = self.app.control.ping(timeout=1.0) or []
         return {"ready": bool(workers), "celery_workers": len(workers), "queued": queued}
+
+    def queue_depth(self) -> int | None:
+        """Tasks waiting on the CPU queue: one Redis LLEN, no worker broadcast."""
+        try:
+            return int(self.redis.llen(self.settings.cpu_queue))
+        except redis.RedisError:
+            return None
 
     def close(self) -> None:
         self._closed.set()

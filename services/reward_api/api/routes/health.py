@@ -29,9 +29,10 @@ async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
 @router.get("/metrics")
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format: requests, rollouts, statuses, stage latencies, queue depth."""
-    state = await anyio.to_thread.run_sync(service.pipeline.backend.readiness)
-    if isinstance(state.get("queued"), int):
-        service.metrics.queue_depth.set(state["queued"])
+    # Only the queue length: readiness would broadcast a ping to every Celery worker on each scrape.
+    queued = await anyio.to_thread.run_sync(service.pipeline.backend.queue_depth)
+    if queued is not None:
+        service.metrics.queue_depth.set(queued)
     pool = getattr(service.pipeline.backend, "pool", None)
     if pool is not None:
         service.metrics.worker_restarts.set(pool.restarts)

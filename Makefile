@@ -12,9 +12,11 @@ $(BIN)/.installed: pyproject.toml
 	bash scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: on these machines pip finds the CPU build of 2.13.0 locally, whereas an
-	# unpinned torch (pulled in by trl) would fetch a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
+	# torch and torchvision first, pinned to a pair that lies on these machines' local wheel store.
+	# dreamsim and open_clip import torchvision, and PyPI has no CPU torchvision matching the local
+	# CPU torch 2.13.0 ('operator torchvision::nms does not exist'), so the tests use the 2.14.1 pair
+	# (a CUDA build that runs on the CPU). An unpinned torch would fetch whatever is newest.
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 

@@ -30,3 +30,23 @@ def settings() -> Settings:
 def pipeline(settings: Settings) -> Iterator[Pipeline]:
     with Pipeline.embedded(settings) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def model_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random DreamSim (ensemble) and CLIP weights in their real on-disk formats, built once."""
+    from tests.models._weights import make_clip_checkpoint, make_dreamsim_dir
+
+    root = tmp_path_factory.mktemp("weights")
+    checkpoint, config = make_clip_checkpoint(root / "clip")
+    return {
+        "dreamsim_dir": make_dreamsim_dir(root / "dreamsim"),
+        "clip_checkpoint": checkpoint,
+        "clip_model_config": config,
+    }
+
+
+@pytest.fixture(scope="session")
+def model_settings(settings: Settings, model_weights: dict[str, Path]) -> Settings:
+    """The session settings plus the tiny learned models."""
+    return settings.model_copy(update=model_weights)

@@ -27,9 +27,23 @@ def _score(name: str, candidate: np.ndarray, reference: np.ndarray) -> float | N
 
 
 def test_registry_declares_ranges() -> None:
-    assert set(COMPONENTS) == {"pixel_l2", "canny_l2", "length", "format"}
-    assert all((c.lower, c.upper) == (-1.0, 1.0) for c in COMPONENTS.values())
+    assert set(COMPONENTS) == {
+        "pixel_l2",
+        "canny_l2",
+        "length",
+        "format",
+        "dreamsim",
+        "dreamsim_canny",
+        "clip_text",
+        "judge",
+    }
+    assert all((c.lower, c.upper) == (-1.0, 1.0) for n, c in COMPONENTS.items() if n != "judge")
+    assert (COMPONENTS["judge"].lower, COMPONENTS["judge"].upper) == (0.0, 1.0)
     assert not COMPONENTS["length"].needs_canvas and COMPONENTS["pixel_l2"].needs_canvas
+    assert COMPONENTS["dreamsim_canny"].stage == "model" and COMPONENTS["dreamsim_canny"].features == (
+        "dreamsim_edges",
+    )
+    assert COMPONENTS["clip_text"].reference_features == ("clip_text",)
 
 
 @pytest.mark.parametrize("seed", range(5))

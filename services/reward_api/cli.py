@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from services.reward_api.core.errors import RewardError
+from services.reward_api.core.errors import ConfigError, RewardError
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
@@ -82,17 +82,45 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        help="run a distributed-mode worker: consumes render/score tasks from Redis (Celery)",
+        help="run a distributed-mode worker: consumes render (cpu) or model (gpu) tasks from Redis (Celery)",
         description=(
-            "A Celery worker for `rlrf serve --backend celery`. It runs --threads tasks at once and renders\n"
-            "in its own pool of --workers sandboxed processes (RLRF_REDIS_URL picks the broker)."
+            "A Celery worker for `rlrf serve --backend celery` (RLRF_REDIS_URL picks the broker).\n"
+            "  --queue cpu  renders and scores SVG chunks in its own pool of --workers sandboxed processes.\n"
+            "  --queue gpu  loads the learned models once (RLRF_DREAMSIM_DIR, RLRF_CLIP_CHECKPOINT, RLRF_DEVICE)\n"
+            "               and embeds renders; its --threads tasks are merged into batches of up to\n"
+            "               RLRF_MODEL_MAX_BATCH. Threads, never forked children: CUDA does not survive fork."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    worker.add_argument("--workers", type=int, help="sandboxed render processes of this worker (default 2)")
-    worker.add_argument("--threads", type=int, default=4, help="tasks (chunks) in flight in this worker (default 4)")
-    worker.add_argument("--name", default="rlrf@%h", help="Celery node name (default rlrf@%%h)")
+    worker.add_argument("--queue", choices=["cpu", "gpu"], default="cpu", help="which work to consume (default cpu)")
+    worker.add_argument("--workers", type=int, help="sandboxed render processes of a cpu worker (default 2)")
+    worker.add_argument(
+        "--threads", type=int, help="tasks in flight in this worker (default 4 for cpu, 32 for gpu: fills batches)"
+    )
+    worker.add_argument("--name", help="Celery node name (default rlrf-cpu@%%h or rlrf-gpu@%%h)")
     worker.set_defaults(func=_worker)
+
+    models = commands.add_parser(
+        "models",
+        help="fetch or check the learned models' weight files (DreamSim, CLIP)",
+        description=(
+            "The service never downloads weights: it reads the files RLRF_DREAMSIM_DIR and\n"
+            "RLRF_CLIP_CHECKPOINT point at. `fetch` fills them on a machine with internet access (copy them\n"
+            "to the cluster afterwards); `check` loads them and embeds one canvas."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model_commands = models.add_subparsers(required=True, metavar="ACTION")
+    fetch = model_commands.add_parser("fetch", help="download the configured models' files (needs internet)")
+    fetch.add_argument("--dreamsim-dir", type=Path, help="DreamSim cache directory (RLRF_DREAMSIM_DIR)")
+    fetch.add_argument("--clip-checkpoint", type=Path, help="where to write the CLIP checkpoint (RLRF_CLIP_CHECKPOINT)")
+    fetch.add_argument("--clip-tag", default="openai", help="open_clip pretrained tag to fetch (default openai)")
+    fetch.add_argument("--dry-run", action="store_true", help="print what would be downloaded, download nothing")
+    fetch.set_defaults(func=_models_fetch)
+    check = model_commands.add_parser("check", help="load the configured models and embed one canvas")
+    check.add_argument("--dreamsim-dir", type=Path, help="DreamSim cache directory (RLRF_DREAMSIM_DIR)")
+    check.add_argument("--clip-checkpoint", type=Path, help="CLIP checkpoint file (RLRF_CLIP_CHECKPOINT)")
+    check.set_defaults(func=_models_check)
 
     data = commands.add_parser("data", help="prepare training datasets")
     data_commands = data.add_subparsers(required=True, metavar="ACTION")
@@ -141,21 +169,53 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_fetch(args: argparse.Namespace) -> int:
+    from services.reward_api.models import fetch
+
+    settings = _settings(dreamsim_dir=args.dreamsim_dir, clip_checkpoint=args.clip_checkpoint)
+    steps = fetch.plan(settings, args.clip_tag)
+    if not steps:
+        raise ConfigError("nothing to fetch: give --dreamsim-dir and/or --clip-checkpoint (or the RLRF_ settings)")
+    print("\n".join(steps))
+    if not args.dry_run:
+        fetch.fetch(settings, args.clip_tag)
+        print("\n".join(fetch.check(settings)))
+    return 0
+
+
+def _models_check(args: argparse.Namespace) -> int:
+    from services.reward_api.models import fetch
+
+    settings = _settings(dreamsim_dir=args.dreamsim_dir, clip_checkpoint=args.clip_checkpoint)
+    lines = fetch.check(settings)
+    if not lines:
+        raise ConfigError("no learned model configured: set RLRF_DREAMSIM_DIR and/or RLRF_CLIP_CHECKPOINT")
+    print("\n".join(lines))
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from services.reward_api.worker.tasks import make_worker_app
 
     settings = _settings(workers=args.workers)
     app, state = make_worker_app(settings)
+    if args.queue == "gpu":
+        features = state.models.configured_features()
+        if not features:
+            raise ConfigError("a gpu worker needs learned models: set RLRF_DREAMSIM_DIR and/or RLRF_CLIP_CHECKPOINT")
+        state.models.check(features)  # a missing file fails here, before any task is taken
+        state.models.load(features)
+    threads = args.threads or (32 if args.queue == "gpu" else 4)
     try:
         app.worker_main(
             [
                 "worker",
                 "--pool=threads",
-                f"--concurrency={args.threads}",
+                f"--concurrency={threads}",
                 "-Q",
-                settings.cpu_queue,
+                settings.gpu_queue if args.queue == "gpu" else settings.cpu_queue,
                 "-n",
-                args.name,
+                args.name or f"rlrf-{args.queue}@%h",
                 "--loglevel=INFO",
                 "--without-gossip",
                 "--without-mingle",

@@ -2,11 +2,13 @@
 
     ScoreRequest ─► prepare reference (cached by content hash) ─► extract SVG per completion
                  ─► backend.score: policy ▸ render ▸ image components, in sandboxed workers
+                 ─► backend.embed: learned-model features of the renders, batched across groups
+                 ─► judge proxy: VLM verdicts on the renders
                  ─► length ▸ weights ▸ GroupResult
 
-Embedded and distributed modes differ only in the ``Backend`` that runs the sandboxed part:
-``LocalBackend`` uses this process's ``WorkerPool``; a Celery backend sends the same functions to
-remote workers.
+Embedded and distributed modes differ only in the ``Backend`` that runs the sandboxed and the
+model work: ``LocalBackend`` uses this process's ``WorkerPool`` and ``ModelScorer``; the Celery
+backend sends the same functions to CPU and GPU workers.
 """
 
 from __future__ import annotations
@@ -18,20 +20,28 @@ import io
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.components.length import char_length
-from services.reward_api.core.errors import BackendError, BadReferenceError, ConfigError
+from services.reward_api.core.errors import (
+    BackendError,
+    BadReferenceError,
+    ConfigError,
+    RewardError,
+    UnavailableComponentError,
+)
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
+from services.reward_api.judging import JudgeStage
+from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
 from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout, WorkerPool
 from services.reward_api.scoring import Outcome, ReferenceRender, RenderJob, render_reference, score_svg
@@ -50,6 +60,15 @@ class Backend(Protocol):
         self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob
     ) -> list[Outcome | TaskFailure]: ...
 
+    def embed(self, inputs: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
+        """Learned-model features ``{feature: (N, D) array}`` of canvas arrays or texts.
+
+        Raises:
+            BackendError: the model workers failed (status ``error`` for the rollouts concerned).
+            UnavailableComponentError: a feature's model is not configured.
+        """
+        ...
+
     def readiness(self) -> dict[str, object]:
         """``{"ready": bool, ...}`` for ``/readyz``."""
         ...
@@ -64,18 +83,31 @@ class Backend(Protocol):
 class LocalBackend:
     """Embedded mode: the sandboxed work runs in this process's worker pool."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool, models: ModelScorer | None = None) -> None:
         self.pool = pool
+        self.models = models
 
     def readiness(self) -> dict[str, object]:
         ready = 0 if self.pool.closed else self.pool.ready_workers
         return {"ready": ready == self.pool.size, "render_workers": ready, "queued": self.queue_depth()}
+
+    def embed(self, inputs: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
+        if self.models is None:
+            raise UnavailableComponentError("this backend runs no learned models")
+        try:
+            return self.models.embed(inputs)
+        except RewardError:
+            raise
+        except Exception as exc:  # a model that raised (out of memory, a bug): ours, not the rollout's
+            raise BackendError(f"model scoring failed: {type(exc).__name__}: {exc}") from exc
 
     def queue_depth(self) -> int | None:
         return self.pool.queued
 
     def close(self) -> None:
         self.pool.close()
+        if self.models is not None:
+            self.models.close()
 
     def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure:
         result: ReferenceRender | TaskFailure = self.pool.run(partial(render_reference, job=job), [svg])[0]
@@ -90,7 +122,7 @@ class PreparedReference:
     """A group's reference, rendered once and shared by all its rollouts (and later groups)."""
 
     key: str
-    canvas: Canvas
+    canvas: Canvas | None  # None for a text-only (Text2SVG) reference
     intrinsic_size: tuple[float, float]
     length: int | None
     blank: bool
@@ -108,6 +140,8 @@ class Pipeline:
         self.settings = settings
         self.backend = backend
         self._references: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._features: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._judge = JudgeStage(settings)
         self._lock = threading.Lock()
         self._limits = PolicyLimits(
             max_svg_bytes=settings.max_svg_bytes,
@@ -122,13 +156,15 @@ class Pipeline:
     def embedded(cls, settings: Settings) -> Pipeline:
         """A pipeline with its own local worker pool (close it, or use ``with``)."""
         check_settings(settings)  # before any worker is spawned
+        models = ModelScorer(settings)
+        models.check(models.configured_features())  # a configured model with a missing file fails here
         pool = WorkerPool(
             workers=settings.workers,
             timeout_s=settings.render_timeout_s,
             memory_mb=settings.worker_memory_mb,
             chunk_size=settings.chunk_size,
         )
-        return cls(settings, LocalBackend(pool))
+        return cls(settings, LocalBackend(pool, models))
 
     @classmethod
     def distributed(cls, settings: Settings) -> Pipeline:
@@ -139,6 +175,7 @@ class Pipeline:
 
     def close(self) -> None:
         self.backend.close()
+        self._judge.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -151,25 +188,57 @@ class Pipeline:
         """Score every completion of one group against its reference, in completion order.
 
         Raises:
-            BadReferenceError: the reference cannot be rendered or decoded (the caller's data).
+            BadReferenceError: the reference cannot be rendered or decoded (the caller's data), or
+                lacks what a weighted component compares against.
             BackendError: the workers could not render the reference (our failure, not the data's).
             UnknownProfileError: unknown profile or component in ``weights``.
+            UnavailableComponentError: a weighted component's model or judge is not configured.
         """
         started = time.perf_counter()
         weights = resolve_weights(request.profile or self.settings.profile, request.weights, request.step)
+        components = [COMPONENTS[name] for name in weights]
         reference = self.prepare_reference(request.reference, tokens=request.reference_tokens)
+        _check_reference(components, reference, request)
+        features = sorted({f for c in components if c.stage == "model" for f in c.features})
+        judged = "judge" in weights
+        if judged:
+            self._judge.check()
         prepared = time.perf_counter()
 
         extractions = [extract_svg(text, max_chars=self.settings.max_completion_chars) for text in request.completions]
         to_score = [i for i, ex in enumerate(extractions) if ex.svg is not None]
-        job = self._job(reference, tuple(n for n in weights if COMPONENTS[n].needs_canvas))
+        images = {FEATURES[f].input for f in features} | ({"rgb"} if judged else set())
+        job = self._job(
+            reference,
+            tuple(c.name for c in components if c.stage == "render"),
+            return_images=tuple(sorted(images)),
+            strip_text=request.task == "text2svg",
+        )
         outcomes = self.backend.score(
             reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job
         )
         by_index = dict(zip(to_score, outcomes))
+        rendered = [i for i in to_score if isinstance(by_index[i], Outcome) and by_index[i].status is Status.ok]
         scored = time.perf_counter()
 
-        applicable = [n for n in weights if n != "length" or reference.length is not None]
+        # Learned models and the judge see only the renders that succeeded. Their failures are ours:
+        # the rollouts concerned get status error and reward null, never a score.
+        ok_outcomes = [by_index[i] for i in rendered]
+        cand_features, ref_features, model_error = self._model_features(
+            features, components, reference, request, ok_outcomes
+        )
+        verdicts: list[Any] = [None] * len(rendered)
+        if judged:
+            verdicts = self._judge.judge(request, reference, [o.images["rgb"] for o in ok_outcomes])  # type: ignore[union-attr]
+        extra = dict(zip(rendered, zip(range(len(rendered)), verdicts)))
+        modelled = time.perf_counter()
+
+        applicable = [
+            c.name
+            for c in components
+            if not (c.name == "length" and reference.length is None)
+            and not (c.name == "clip_text" and not request.reference.text)
+        ]
         penalty, penalty_components = combine(failure_components(applicable), weights)
         results: list[RolloutResult] = []
         for i, extraction in enumerate(extractions):
@@ -196,35 +265,91 @@ class Pipeline:
                     )
                 )
             else:
+                row, verdict = extra[i]
+                failure = model_error or self._judge.failure(verdict)
+                if failure is not None:
+                    results.append(
+                        RolloutResult(
+                            reward=None, components={}, status=Status.error, flags=outcome.flags, detail=failure
+                        )
+                    )
+                    continue
                 svg = extraction.svg or ""
                 length = request.completion_tokens[i] if request.completion_tokens else char_length(svg)
-                components: dict[str, float | None] = dict(outcome.components)
-                flags = list(outcome.flags)
-                for name in weights:
-                    if not COMPONENTS[name].needs_canvas:
-                        components[name] = COMPONENTS[name].compute(
-                            Sample(None, length), Sample(None, reference.length)
-                        )
+                values: dict[str, float | None] = dict(outcome.components)
+                flags = list(outcome.flags) + self._judge.flags(verdict)
+                candidate = Sample(
+                    None, length, {f: cand_features[f][row] for f in cand_features}, self._judge.score(verdict)
+                )
+                ref_sample = Sample(None, reference.length, ref_features)
+                for component in components:
+                    if component.stage != "render":
+                        values[component.name] = component.compute(candidate, ref_sample)
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
-                total, applied = combine(components, weights)
+                total, applied = combine(values, weights)
                 results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
         done = time.perf_counter()
-        return GroupResult(
-            results=results,
-            timings_ms={
-                "reference": 1e3 * (prepared - started),
-                "render_score": 1e3 * (scored - prepared),
-                "total": 1e3 * (done - started),
-            },
-        )
+        timings = {
+            "reference": 1e3 * (prepared - started),
+            "render_score": 1e3 * (scored - prepared),
+            "total": 1e3 * (done - started),
+        }
+        if features or judged:
+            timings["models_judge"] = 1e3 * (modelled - scored)
+        return GroupResult(results=results, timings_ms=timings)
+
+    def _model_features(
+        self,
+        features: list[str],
+        components: list[Any],
+        reference: PreparedReference,
+        request: ScoreRequest,
+        outcomes: list[Outcome],
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], str | None]:
+        """Candidate features (one row per outcome), reference features, or the infrastructure error."""
+        if not features:
+            return {}, {}, None
+        wanted = sorted({f for c in components if c.stage == "model" for f in c.reference_features})
+        try:
+            ref = self._reference_features(reference, request.reference.text, wanted)
+            inputs = {f: [o.images[FEATURES[f].input] for o in outcomes] for f in features}
+            cand = self.backend.embed(inputs) if outcomes else {}
+        except BackendError as exc:
+            return {}, {}, f"model scoring failed: {exc}"
+        return cand, ref, None
+
+    def _reference_features(
+        self, reference: PreparedReference, text: str | None, wanted: list[str]
+    ) -> dict[str, np.ndarray]:
+        """The reference's features, embedded once per content hash and kept in an LRU."""
+        keys = {f: _feature_key(reference, text, f) for f in wanted if FEATURES[f].input != "text" or text}
+        with self._lock:
+            found = {f: self._features[k] for f, k in keys.items() if k in self._features}
+        missing = {f: k for f, k in keys.items() if f not in found}
+        if missing:
+            inputs: dict[str, list[Any]] = {}
+            for f in missing:
+                kind = FEATURES[f].input
+                assert kind == "text" or reference.canvas is not None
+                inputs[f] = [
+                    text if kind == "text" else reference.canvas.edges if kind == "edges" else reference.canvas.image
+                ]  # type: ignore[union-attr]
+            embedded = self.backend.embed(inputs)
+            with self._lock:
+                for f, k in missing.items():
+                    found[f] = self._features[k] = embedded[f][0]
+                while len(self._features) > self.settings.feature_cache_size:
+                    self._features.popitem(last=False)
+        return found
 
     def prepare_reference(self, reference: ReferenceIn, *, tokens: int | None = None) -> PreparedReference:
         """Render or decode the reference once; later groups with the same content reuse it."""
         s = self.settings
         content = reference.svg if reference.svg is not None else reference.image_b64
-        if content is None:
-            raise BadReferenceError("this task needs a reference svg or image_b64 (text-only scoring needs clip_text)")
+        if content is None:  # text-only (Text2SVG): nothing to render; components check what they need
+            key = hashlib.sha256(f"text|{reference.text}".encode("utf-8", "surrogatepass")).hexdigest()
+            return PreparedReference(key, None, (0.0, 0.0), None, False)
         kind = "svg" if reference.svg is not None else "image"
         key = hashlib.sha256(
             f"{kind}|{s.size}|{s.renderer}|{s.font_family}|{content}".encode("utf-8", "surrogatepass")
@@ -247,7 +372,13 @@ class Pipeline:
 
     # helpers ----------------------------------------------------------------------------------
     def _job(
-        self, reference: PreparedReference | None, image_components: tuple[str, ...], limits: PolicyLimits | None = None
+        self,
+        reference: PreparedReference | None,
+        image_components: tuple[str, ...],
+        limits: PolicyLimits | None = None,
+        *,
+        return_images: tuple[str, ...] = (),
+        strip_text: bool = False,
     ) -> RenderJob:
         s = self.settings
         return RenderJob(
@@ -261,6 +392,8 @@ class Pipeline:
             blank_fraction=s.blank_fraction,
             reference_size=reference.intrinsic_size if reference else (0.0, 0.0),
             reference_blank=reference.blank if reference else False,
+            return_images=return_images,
+            strip_text=strip_text,
         )
 
     def _render_reference(self, key: str, svg: str) -> PreparedReference:
@@ -303,6 +436,29 @@ def check_settings(settings: Settings) -> None:
             f"font_file {settings.font_file} does not exist: install fonts-dejavu-core (scripts/system-deps.sh) "
             "or point RLRF_FONT_FILE at a .ttf"
         )
+
+
+def _check_reference(components: Sequence[Any], reference: PreparedReference, request: ScoreRequest) -> None:
+    """A component that compares against the reference image needs one (Text2SVG groups may lack it)."""
+    if reference.canvas is not None:
+        return
+    needs_image = [
+        c.name
+        for c in components
+        if (c.stage == "render" and c.name != "format")
+        or any(FEATURES[f].input != "text" for f in c.reference_features)
+    ]
+    if needs_image:
+        raise BadReferenceError(
+            f"components {', '.join(needs_image)} compare against a reference image: send reference.svg or "
+            "reference.image_b64, or use a text profile (rlrf-text2svg)"
+        )
+
+
+def _feature_key(reference: PreparedReference, text: str | None, feature: str) -> tuple[str, str]:
+    if FEATURES[feature].input == "text":
+        return hashlib.sha256(f"text|{text}".encode("utf-8", "surrogatepass")).hexdigest(), feature
+    return reference.key, feature
 
 
 def _infrastructure_or_render_failure(

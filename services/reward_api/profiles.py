@@ -41,6 +41,22 @@ PROFILES: dict[str, dict[str, Weight]] = {
         "canny_l2": Weight(1.0),
         "length": Weight(0.1, 1.0, 500),
     },
+    # The paper's full Im2SVG reward: the CPU components plus DreamSim on the render and on its
+    # edges (needs RLRF_DREAMSIM_DIR).
+    "rlrf-im2svg-full": {
+        "pixel_l2": Weight(1.0),
+        "canny_l2": Weight(1.0),
+        "dreamsim": Weight(1.0),
+        "dreamsim_canny": Weight(1.0),
+        "length": Weight(0.1),
+    },
+    # Text2SVG: CLIP similarity to the prompt (needs RLRF_CLIP_CHECKPOINT); text is stripped first.
+    "rlrf-text2svg": {"clip_text": Weight(1.0)},
+    # Text2SVG with the RLRF VLM judge (aesthetics, prompt resemblance, semantics) on top.
+    "rlrf-text2svg-judge": {"clip_text": Weight(1.0), "judge": Weight(1.0)},
+    # VFig-style Im2SVG: the judge's four-axis rubric, with pixel fidelity as a dense anchor.
+    "vfig-im2svg-judge": {"judge": Weight(1.0), "pixel_l2": Weight(0.5)},
+    "dreamsim": {"dreamsim": Weight(1.0)},
     "pixel": {"pixel_l2": Weight(1.0)},
     "format": {"format": Weight(1.0)},
 }

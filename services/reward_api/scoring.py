@@ -35,6 +35,8 @@ class RenderJob:
     blank_fraction: float = 0.005
     reference_size: tuple[float, float] = (0.0, 0.0)
     reference_blank: bool = False
+    return_images: tuple[str, ...] = ()  # "rgb" and/or "edges": canvases the learned models need
+    strip_text: bool = False  # Text2SVG: cut <text> before rendering (see components/clip_text.py)
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class Outcome:
     components: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     detail: str | None = None
+    images: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -57,9 +60,19 @@ class ReferenceRender:
     detail: str | None = None
 
 
-def score_svg(reference: Canvas, svg: str, *, job: RenderJob) -> Outcome:
-    """Check, render and score one candidate SVG against the prepared reference canvas."""
-    checked = check_svg(svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family)
+def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
+    """Check, render and score one candidate SVG against the prepared reference canvas.
+
+    ``reference`` is ``None`` for a text-only group: then no render-stage component is requested.
+    """
+    checked = check_svg(
+        svg,
+        width=job.width,
+        height=job.height,
+        limits=job.limits,
+        font_family=job.font_family,
+        strip_text=job.strip_text,
+    )
     if checked.status is not Status.ok:
         return Outcome(checked.status, flags=checked.flags, detail=checked.detail)
     flags = list(checked.flags)
@@ -77,7 +90,8 @@ def score_svg(reference: Canvas, svg: str, *, job: RenderJob) -> Outcome:
         return Outcome(Status.blank, flags=[*flags, "blank"], detail=f"{canvas.ink_fraction:.2%} non-white pixels")
     candidate, ref = Sample(canvas), Sample(reference)
     components = {name: COMPONENTS[name].compute(candidate, ref) for name in job.image_components}
-    return Outcome(Status.ok, {k: v for k, v in components.items() if v is not None}, flags)
+    images = {kind: canvas.image if kind == "rgb" else canvas.edges for kind in job.return_images}
+    return Outcome(Status.ok, {k: v for k, v in components.items() if v is not None}, flags, images=images)
 
 
 def render_reference(_context: object, svg: str, *, job: RenderJob) -> ReferenceRender:

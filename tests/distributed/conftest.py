@@ -35,6 +35,7 @@ def distributed_settings(redis_url: str, **overrides: object) -> Settings:
         "backend": "celery",
         "redis_url": redis_url,
         "cpu_queue": f"rlrf.test.{uuid.uuid4().hex[:8]}",
+        "gpu_queue": f"rlrf.test.gpu.{uuid.uuid4().hex[:8]}",
         "workers": 1,
         "render_timeout_s": 2.0,
         "celery_chunk_size": 4,
@@ -56,14 +57,24 @@ def _env(settings: Settings) -> dict[str, str]:
         "task_time_limit_s",
         "visibility_timeout_s",
         "worker_memory_mb",
+        "gpu_queue",
+        "dreamsim_dir",
+        "clip_checkpoint",
+        "clip_model_config",
     ):
-        env[f"RLRF_{name.upper()}"] = str(getattr(settings, name))
+        if getattr(settings, name) is not None:
+            env[f"RLRF_{name.upper()}"] = str(getattr(settings, name))
     return env
 
 
 @contextmanager
-def workers(settings: Settings, count: int = 1, threads: int = 2) -> Iterator[list[subprocess.Popen[str]]]:
-    """Start ``count`` `rlrf worker` processes on the settings' queue; wait until they answer pings."""
+def workers(
+    settings: Settings, count: int = 1, threads: int = 2, queue: str = "cpu", already: int = 0
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start ``count`` `rlrf worker` processes on one of the settings' queues; wait for their pings.
+
+    ``already``: workers of this test already running (they answer the same pings).
+    """
     from services.reward_api.worker.celery_app import make_celery
 
     procs = []
@@ -73,6 +84,8 @@ def workers(settings: Settings, count: int = 1, threads: int = 2) -> Iterator[li
             "-m",
             "services.reward_api.cli",
             "worker",
+            "--queue",
+            queue,
             "--threads",
             str(threads),
             "--name",
@@ -91,7 +104,7 @@ def workers(settings: Settings, count: int = 1, threads: int = 2) -> Iterator[li
         )
     app = make_celery(settings)
     deadline = time.monotonic() + 90
-    while len(app.control.ping(timeout=0.5) or []) < count:
+    while len(app.control.ping(timeout=0.5) or []) < count + already:
         assert time.monotonic() < deadline, "workers did not answer pings"
         assert all(p.poll() is None for p in procs), "a worker exited at start-up"
     try:

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from services.reward_api.components import canny_l2, format, length, pixel_l2
+from services.reward_api.components import (
+    canny_l2,
+    clip_text,
+    dreamsim,
+    dreamsim_canny,
+    format,
+    judge,
+    length,
+    pixel_l2,
+)
 from services.reward_api.components._canvas import Canvas
 from services.reward_api.components.base import Component, Sample
 
 COMPONENTS: dict[str, Component] = {
-    module.NAME: Component(module.NAME, module.compute, *module.RANGE, needs_canvas=module.NEEDS_CANVAS)
-    for module in (pixel_l2, canny_l2, length, format)
+    module.NAME: Component(
+        module.NAME,
+        module.compute,
+        *module.RANGE,
+        stage=module.STAGE,
+        features=getattr(module, "FEATURES", ()),
+        reference_features=getattr(module, "REFERENCE_FEATURES", getattr(module, "FEATURES", ())),
+    )
+    for module in (pixel_l2, canny_l2, length, format, dreamsim, dreamsim_canny, clip_text, judge)
 }
 
 __all__ = ["COMPONENTS", "Canvas", "Component", "Sample"]

@@ -11,7 +11,7 @@ from services.reward_api.components.base import Sample
 
 NAME = "canny_l2"
 RANGE = (-1.0, 1.0)
-NEEDS_CANVAS = True
+STAGE = "render"
 
 
 def compute(candidate: Sample, reference: Sample) -> float:

@@ -10,7 +10,7 @@ from services.reward_api.components.base import Sample
 
 NAME = "format"
 RANGE = (-1.0, 1.0)
-NEEDS_CANVAS = True
+STAGE = "render"
 
 
 def compute(candidate: Sample, reference: Sample) -> float:

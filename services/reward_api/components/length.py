@@ -17,7 +17,7 @@ from services.reward_api.components.base import Sample
 
 NAME = "length"
 RANGE = (-1.0, 1.0)
-NEEDS_CANVAS = False
+STAGE = "code"
 
 
 def compute(candidate: Sample, reference: Sample) -> float | None:

@@ -12,7 +12,7 @@ from services.reward_api.components.base import Sample
 
 NAME = "pixel_l2"
 RANGE = (-1.0, 1.0)
-NEEDS_CANVAS = True
+STAGE = "render"
 
 
 def compute(candidate: Sample, reference: Sample) -> float:

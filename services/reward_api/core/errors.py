@@ -2,10 +2,12 @@
 
     RewardError                 base; never escapes as a bare traceback
     ├── ConfigError             bad settings or missing files at start-up (fail fast)
+    │   └── MissingWeightsError     a model weight file is not where settings say
     ├── BadReferenceError       the group's reference cannot be prepared (caller's input)
     ├── BackendError            the render workers failed us (closed pool, a bug): not the input's fault
     ├── InvalidRequestError     a request that breaks the contract (mismatched list lengths, ...)
     ├── UnknownProfileError     a profile or component name that does not exist
+    ├── UnavailableComponentError  a component this server is not configured for (no weights, no judge)
     ├── OverloadedError         too many rollouts in flight: back-pressure (HTTP 429, Retry-After)
     └── UnauthorizedError       missing or wrong bearer token (HTTP 401)
 
@@ -25,6 +27,10 @@ class ConfigError(RewardError):
     """Raised at start-up when settings point at something unusable."""
 
 
+class MissingWeightsError(ConfigError):
+    """Raised when a model's weight file is missing: names the file and where it comes from."""
+
+
 class BadReferenceError(RewardError):
     """Raised when the group's reference (SVG or image) cannot be turned into a canvas."""
 
@@ -33,6 +39,12 @@ class BadReferenceError(RewardError):
 
 class UnknownProfileError(RewardError):
     """Raised for a profile or component name that is not defined."""
+
+    http_status = 422
+
+
+class UnavailableComponentError(RewardError):
+    """Raised for a component whose model or judge this server was not configured with."""
 
     http_status = 422
 

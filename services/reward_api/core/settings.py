@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Renderer = Literal["resvg", "cairosvg"]
+Device = Literal["auto", "cpu", "cuda"]
 RasterPolicy = Literal["reject", "allow"]
 
 
@@ -73,6 +74,41 @@ class Settings(BaseSettings):
     request_deadline_s: float = Field(
         300.0, gt=0, description="Rollouts still unscored after this come back as status 'error', reward null."
     )
+
+    # Learned rewards (DreamSim, CLIP): local weight files only, never a hub download ------------
+    dreamsim_dir: Path | None = Field(
+        None,
+        description="DreamSim cache directory (the layout `dreamsim(cache_dir=...)` creates, plus the DINO "
+        "backbone at checkpoints/dino_vitbase16_pretrain.pth). Unset: dreamsim components unavailable.",
+    )
+    dreamsim_type: Literal["ensemble", "dino_vitb16", "open_clip_vitb32", "clip_vitb32"] = Field(
+        "ensemble", description="Which DreamSim variant the directory holds (DreamSim's own names)."
+    )
+    clip_checkpoint: Path | None = Field(
+        None, description="open_clip checkpoint file (.bin/.pt/.safetensors). Unset: clip_text unavailable."
+    )
+    clip_model: str = Field("ViT-B-32", description="open_clip architecture name of clip_checkpoint.")
+    clip_model_config: Path | None = Field(
+        None, description="JSON architecture config for a model open_clip does not ship (its file stem is the name)."
+    )
+    device: Device = Field("auto", description="Where the learned models run: auto = cuda when available.")
+    model_max_batch: int = Field(256, ge=1, le=8192, description="Images per forward pass of a learned model.")
+    model_max_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="How long a batch waits for more rollouts (other groups) before it runs."
+    )
+    gpu_queue: str = Field("rlrf.gpu", description="Celery queue of the learned-model (embedding) tasks.")
+    feature_cache_size: int = Field(1024, ge=1, description="Reference embeddings kept per process.")
+
+    # VLM judge (services/judge_proxy) ---------------------------------------------------------
+    judge_url: str | None = Field(None, description="Base URL of the judge proxy. Unset: judge unavailable.")
+    judge_token: SecretStr | None = Field(None, description="Bearer token for the judge proxy, if it needs one.")
+    judge_backend: str | None = Field(None, description="Judge backend name; the proxy's default when unset.")
+    judge_rubric_im2svg: str = Field("vfig-im2svg", description="Rubric for the judge component on Im2SVG groups.")
+    judge_rubric_text2svg: str = Field("rlrf-text2svg", description="Rubric for the judge on Text2SVG groups.")
+    judge_timeout_s: float = Field(120.0, gt=0, description="Deadline of one judge call for a whole group.")
+
+    # Dashboard --------------------------------------------------------------------------------
+    dashboard_groups: int = Field(20, ge=0, le=1000, description="Scored groups kept for /dashboard (0: off).")
 
     # Scoring -------------------------------------------------------------------------------
     profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")

@@ -82,6 +82,7 @@ def check_svg(
     height: int,
     limits: PolicyLimits = PolicyLimits(),
     font_family: str | None = None,
+    strip_text: bool = False,
 ) -> CheckedSvg:
     """Check an SVG against the policy and normalise it onto a ``width`` x ``height`` canvas.
 
@@ -91,6 +92,8 @@ def check_svg(
         limits: the caps to enforce.
         font_family: if given and the document has text, a style rule forces every text element
             onto this family, so text renders with the one font the renderer has loaded.
+        strip_text: cut every ``<text>``/``<tspan>``/``<textPath>`` out of the document (flag
+            ``text_removed``): Text2SVG rewards must not be won by writing the prompt as text.
 
     Returns:
         ``CheckedSvg`` with status ``ok`` and ``document`` set, or ``rejected``/``parse_error``
@@ -123,7 +126,9 @@ def check_svg(
         if limits.reject_embedded_raster:
             return CheckedSvg(Status.rejected, flags, "embedded raster images are not drawings", has_raster=True)
     if scan.has_text:
-        flags.append("text_elements")
+        flags.append("text_removed" if strip_text else "text_elements")
+    if strip_text and scan.text_spans:
+        data = _cut(data, scan.text_spans)
     document, size = _normalise_root(data, scan, width, height, font_family if scan.has_text else None)
     return CheckedSvg(Status.ok, flags, None, document, size, scan.has_text, scan.has_raster)
 
@@ -143,6 +148,9 @@ class _Scan:
         self.has_raster = False
         self._style_depth: int | None = None
         self._style_text: list[str] = []
+        self.text_spans: list[tuple[int, int]] = []  # byte ranges of outermost text elements
+        self._text_depth: int | None = None
+        self._text_start = 0
 
     def run(self, data: bytes) -> None:
         parser = xml.parsers.expat.ParserCreate("utf-8")
@@ -156,6 +164,7 @@ class _Scan:
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._chars
         self._parser = parser
+        self._data = data
         parser.Parse(data, True)
 
     # expat handlers -----------------------------------------------------------------------
@@ -186,6 +195,8 @@ class _Scan:
             raise _Reject(_FORBIDDEN_TAGS[local], f"<{name}> is not allowed")
         if local in _TEXT_TAGS:
             self.has_text = True
+            if self._text_depth is None:
+                self._text_depth, self._text_start = self.depth, self._parser.CurrentByteIndex
         if local == "style":
             self._style_depth, self._style_text = self.depth, []
         for key, value in zip(attrs[::2], attrs[1::2]):
@@ -199,7 +210,14 @@ class _Scan:
             elif "url(" in value:
                 self._urls(value)
 
-    def _end(self, _name: str) -> None:
+    def _end(self, name: str) -> None:
+        if self._text_depth == self.depth:
+            # expat's index is at this element's end tag, or just past it when it was self-closing.
+            index = self._parser.CurrentByteIndex
+            match = _END_TAG.match(self._data, index)
+            end = match.end() if match and match.group(1) == name.encode() else index
+            self.text_spans.append((self._text_start, end))
+            self._text_depth = None
         if self._style_depth == self.depth:
             self._css("".join(self._style_text))
             self._style_depth = None
@@ -277,6 +295,17 @@ def _normalise_root(
 
 
 _START_TAG = re.compile(rb"""<[^\s/>]+(?:[^>"']|"[^"]*"|'[^']*')*>""")
+_END_TAG = re.compile(rb"</([^\s>]+)\s*>")
+
+
+def _cut(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """``data`` without the given (sorted, disjoint) byte ranges."""
+    parts, last = [], 0
+    for start, end in spans:
+        parts.append(data[last:start])
+        last = end
+    parts.append(data[last:])
+    return b"".join(parts)
 
 
 def _start_tag_end(data: bytes, start: int) -> int:

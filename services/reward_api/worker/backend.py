@@ -13,20 +13,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import numpy as np
 import redis
 
 from services.reward_api.components import Canvas
+from services.reward_api.core.errors import BackendError
 from services.reward_api.core.results import Status
 from services.reward_api.core.settings import Settings
 from services.reward_api.sandbox import TaskError, TaskFailure
 from services.reward_api.scoring import Outcome, ReferenceRender, RenderJob
 from services.reward_api.worker import wire
 from services.reward_api.worker.celery_app import (
+    EMBED,
     REFERENCE_KEY,
     REFERENCE_TTL_S,
     RENDER_REFERENCE,
@@ -63,17 +66,21 @@ class CeleryBackend:
         image = None if data["png_b64"] is None else wire.image_from_png(wire.unb64(data["png_b64"]))
         return ReferenceRender(image, tuple(data["intrinsic_size"]), Status(data["status"]), data["detail"])
 
-    def score(self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob) -> list[Outcome | TaskFailure]:
+    def score(
+        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob
+    ) -> list[Outcome | TaskFailure]:
         if not svgs:
             return []
         try:  # workers fetch the canvas by key, once each: tasks stay small
-            self.redis.set(REFERENCE_KEY.format(key), wire.image_to_png(reference.image), ex=REFERENCE_TTL_S)
+            if reference is not None:
+                self.redis.set(REFERENCE_KEY.format(key), wire.image_to_png(reference.image), ex=REFERENCE_TTL_S)
         except redis.RedisError as exc:
             return [TaskError(f"Redis unavailable: {exc}")] * len(svgs)
+        reference_key = key if reference is not None else None
         size = self.settings.celery_chunk_size
         chunks = [list(svgs[i : i + size]) for i in range(0, len(svgs), size)]
         job_wire = wire.job_to_wire(job)
-        replies = self._wait([self._send(SCORE_CHUNK, [key, job_wire, chunk]) for chunk in chunks])
+        replies = self._wait([self._send(SCORE_CHUNK, [reference_key, job_wire, chunk]) for chunk in chunks])
         outcomes: list[Outcome | TaskFailure] = []
         for chunk, reply in zip(chunks, replies):
             if isinstance(reply, TaskFailure):
@@ -81,6 +88,13 @@ class CeleryBackend:
             else:
                 outcomes += [wire.outcome_from_wire(item) for item in reply]
         return outcomes
+
+    def embed(self, inputs: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
+        """One task on the GPU queue per call; a GPU worker batches it with what else is in flight."""
+        (reply,) = self._wait([self._send(EMBED, [wire.inputs_to_wire(inputs)], queue=self.settings.gpu_queue)])
+        if isinstance(reply, TaskFailure):
+            raise BackendError(f"GPU workers: {reply}")
+        return {feature: wire.array_from_wire(data) for feature, data in reply.items()}
 
     def readiness(self) -> dict[str, object]:
         """Ready when Redis answers and at least one ``rlrf worker`` replies to a ping."""
@@ -102,10 +116,10 @@ class CeleryBackend:
         self._collector.join(timeout=5)
 
     # plumbing ---------------------------------------------------------------------------------
-    def _send(self, name: str, args: list[Any]) -> Future[Any]:
+    def _send(self, name: str, args: list[Any], queue: str | None = None) -> Future[Any]:
         future: Future[Any] = Future()
         try:
-            result = self.app.send_task(name, args=args, queue=self.settings.cpu_queue)
+            result = self.app.send_task(name, args=args, queue=queue or self.settings.cpu_queue)
         except Exception as exc:  # broker down: kombu's publish retries are exhausted
             future.set_result(TaskError(f"could not queue {name}: {type(exc).__name__}: {exc}"))
             return future

@@ -20,6 +20,7 @@ from services.reward_api.core.settings import Settings
 
 SCORE_CHUNK = "rlrf.score_chunk"
 RENDER_REFERENCE = "rlrf.render_reference"
+EMBED = "rlrf.embed"  # learned-model features, on the GPU queue
 REFERENCE_KEY = "rlrf:ref:{}"
 REFERENCE_TTL_S = 3600
 

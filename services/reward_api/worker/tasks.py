@@ -1,8 +1,12 @@
 """The tasks a ``rlrf worker`` runs: the very functions of embedded mode, behind Celery.
 
-Each worker process owns one ``WorkerPool`` (spawned render processes with per-SVG limits), so a
-hostile SVG still costs one rollout, never the task. References travel once through Redis
-(``rlrf:ref:<key>``) and are kept in a small per-process LRU.
+CPU workers (``--queue cpu``) own one ``WorkerPool`` each (spawned render processes with per-SVG
+limits), so a hostile SVG still costs one rollout, never the task. References travel once through
+Redis (``rlrf:ref:<key>``) and are kept in a small per-process LRU.
+
+GPU workers (``--queue gpu``) own one ``ModelScorer``: the models are loaded once per process and
+its batchers merge the embedding tasks that the worker's threads run at once (several groups, from
+several API processes) into full forward passes.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from celery import Celery
 
 from services.reward_api.components import Canvas
 from services.reward_api.core.settings import Settings
+from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.pipeline import LocalBackend, check_settings
 from services.reward_api.sandbox import TaskFailure, WorkerPool
 from services.reward_api.worker import wire
-from services.reward_api.worker.celery_app import REFERENCE_KEY, RENDER_REFERENCE, SCORE_CHUNK, make_celery
+from services.reward_api.worker.celery_app import EMBED, REFERENCE_KEY, RENDER_REFERENCE, SCORE_CHUNK, make_celery
 
 
 class WorkerState:
@@ -32,6 +37,7 @@ class WorkerState:
         self._lock = threading.Lock()
         self._backend: LocalBackend | None = None
         self._references: OrderedDict[str, Canvas] = OrderedDict()
+        self.models = ModelScorer(settings)
 
     @property
     def backend(self) -> LocalBackend:
@@ -47,7 +53,9 @@ class WorkerState:
                 self._backend = LocalBackend(pool)
             return self._backend
 
-    def reference(self, key: str) -> Canvas:
+    def reference(self, key: str | None) -> Canvas | None:
+        if key is None:  # a text-only group: nothing to compare canvases against
+            return None
         with self._lock:
             canvas = self._references.get(key)
         if canvas is None:
@@ -62,6 +70,7 @@ class WorkerState:
         return canvas
 
     def close(self) -> None:
+        self.models.close()
         with self._lock:
             if self._backend is not None:
                 self._backend.pool.close()
@@ -73,7 +82,7 @@ def make_worker_app(settings: Settings) -> tuple[Celery, WorkerState]:
     state = WorkerState(settings)
 
     @app.task(name=SCORE_CHUNK)
-    def score_chunk(reference_key: str, job: dict[str, Any], svgs: list[str]) -> list[dict[str, Any]]:
+    def score_chunk(reference_key: str | None, job: dict[str, Any], svgs: list[str]) -> list[dict[str, Any]]:
         outcomes = state.backend.score(reference_key, state.reference(reference_key), svgs, wire.job_from_wire(job))
         return [wire.outcome_to_wire(o) for o in outcomes]
 
@@ -88,5 +97,11 @@ def make_worker_app(settings: Settings) -> tuple[Celery, WorkerState]:
             "intrinsic_size": list(rendered.intrinsic_size),
             "png_b64": None if rendered.image is None else wire.b64(wire.image_to_png(rendered.image)),
         }
+
+    @app.task(name=EMBED)
+    def embed(inputs: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+        texts = {f for f in inputs if FEATURES[f].input == "text"}
+        embedded = state.models.embed(wire.inputs_from_wire(inputs, texts))
+        return {feature: wire.array_to_wire(array) for feature, array in embedded.items()}
 
     return app, state

@@ -21,6 +21,11 @@ from services.reward_api.profiles import PROFILES
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["judge-proxy"]:  # a separate service with its own settings and options
+        from services.judge_proxy.cli import main as judge_proxy
+
+        return judge_proxy(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -121,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dreamsim-dir", type=Path, help="DreamSim cache directory (RLRF_DREAMSIM_DIR)")
     check.add_argument("--clip-checkpoint", type=Path, help="CLIP checkpoint file (RLRF_CLIP_CHECKPOINT)")
     check.set_defaults(func=_models_check)
+
+    judge = commands.add_parser(
+        "judge-proxy",
+        help="run the VLM judge proxy (Gemini, OpenAI-compatible servers); see `rlrf judge-proxy --help`",
+        add_help=False,
+    )
+    judge.set_defaults(func=lambda _: 0)  # dispatched in main(): its own parser reads the options
 
     data = commands.add_parser("data", help="prepare training datasets")
     data_commands = data.add_subparsers(required=True, metavar="ACTION")

@@ -184,8 +184,10 @@ class Pipeline:
         self.close()
 
     # the pipeline -----------------------------------------------------------------------------
-    def score_group(self, request: ScoreRequest) -> GroupResult:
+    def score_group(self, request: ScoreRequest, *, capture: bool = False) -> GroupResult:
         """Score every completion of one group against its reference, in completion order.
+
+        ``capture``: also bring every render back and keep it on the result for the dashboard.
 
         Raises:
             BadReferenceError: the reference cannot be rendered or decoded (the caller's data), or
@@ -207,7 +209,7 @@ class Pipeline:
 
         extractions = [extract_svg(text, max_chars=self.settings.max_completion_chars) for text in request.completions]
         to_score = [i for i, ex in enumerate(extractions) if ex.svg is not None]
-        images = {FEATURES[f].input for f in features} | ({"rgb"} if judged else set())
+        images = {FEATURES[f].input for f in features} | ({"rgb"} if judged or capture else set())
         job = self._job(
             reference,
             tuple(c.name for c in components if c.stage == "render"),
@@ -297,7 +299,13 @@ class Pipeline:
         }
         if features or judged:
             timings["models_judge"] = 1e3 * (modelled - scored)
-        return GroupResult(results=results, timings_ms=timings)
+        group = GroupResult(results=results, timings_ms=timings)
+        if capture:
+            renders = [
+                o.images.get("rgb") if isinstance(o := by_index.get(i), Outcome) else None for i in range(len(results))
+            ]
+            group._renders = (reference.canvas.image if reference.canvas is not None else None, renders)
+        return group
 
     def _model_features(
         self,

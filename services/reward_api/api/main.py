@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.reward_api.api.routes import health, openrlhf, score
+from services.reward_api.api.routes import dashboard, health, openrlhf, score
 from services.reward_api.api.service import RewardService
 from services.reward_api.core.errors import OverloadedError, RewardError
 from services.reward_api.core.settings import Settings, get_settings
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(score.router)
     app.include_router(openrlhf.router)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
     app.add_exception_handler(RewardError, _reward_error)  # type: ignore[arg-type]
 
     @app.middleware("http")

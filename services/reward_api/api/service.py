@@ -14,6 +14,7 @@ import anyio
 import anyio.to_thread
 
 from services.reward_api.api.metrics import Metrics
+from services.reward_api.api.recent import RecentGroups
 from services.reward_api.core.errors import OverloadedError
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ScoreRequest
@@ -30,6 +31,7 @@ class RewardService:
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = Metrics()
+        self.recent = RecentGroups(settings)
         self._inflight = 0
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None  # made inside the app's event loop
@@ -46,9 +48,7 @@ class RewardService:
 
             async def one(index: int, request: ScoreRequest) -> None:
                 try:
-                    outcomes[index] = await anyio.to_thread.run_sync(
-                        self.pipeline.score_group, request, limiter=limiter
-                    )
+                    outcomes[index] = await anyio.to_thread.run_sync(self._score, request, limiter=limiter)
                 except Exception as exc:  # re-raised below as itself, not wrapped in an ExceptionGroup
                     outcomes[index] = exc
 
@@ -65,6 +65,12 @@ class RewardService:
             self.metrics.observe(outcome)
             results.append(outcome)
         return results
+
+    def _score(self, request: ScoreRequest) -> GroupResult:
+        """One group, in a worker thread; a sampled group also goes to the dashboard."""
+        result = self.pipeline.score_group(request, capture=self.recent.want())
+        self.recent.add(request, result)
+        return result
 
     def _admit(self, rollouts: int) -> None:
         limit = self.settings.max_inflight_rollouts

@@ -8,8 +8,9 @@ never look like a bad drawing to the trainer.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class Status(str, Enum):
@@ -46,6 +47,9 @@ class GroupResult(BaseModel):
 
     results: list[RolloutResult]
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    # Renders kept for the dashboard when the pipeline was asked to capture them (never serialised):
+    # the reference canvas and one BGR image (or None) per rollout.
+    _renders: tuple[Any, list[Any]] | None = PrivateAttr(default=None)
 
     @property
     def rewards(self) -> list[float | None]:

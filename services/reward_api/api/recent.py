@@ -1,0 +1,95 @@
+"""The last N scored groups, with their renders, for ``/dashboard``.
+
+Bringing renders back from the workers costs a copy per rollout, so groups are *sampled*: at most
+one per ``dashboard_interval_s`` is scored with ``capture=True``. A training run therefore shows
+a fresh group every second or so without paying for 2,048 images a step.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import cv2
+import numpy as np
+
+from services.reward_api.core.results import GroupResult
+from services.reward_api.core.schemas import ScoreRequest
+from services.reward_api.core.settings import Settings
+
+_THUMB = 160  # pixels: enough to see what a rollout drew, small enough for 64 per group
+
+
+class RecentGroups:
+    """A ring buffer of captured groups, as JSON-ready dicts (thumbnails inlined as PNG data URLs)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.size = settings.dashboard_groups
+        self.interval_s = settings.dashboard_interval_s
+        self._groups: deque[dict[str, Any]] = deque(maxlen=max(1, self.size))
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._seq = 0
+
+    def want(self) -> bool:
+        """Whether the next group should be captured (claims the slot if so)."""
+        if self.size == 0:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval_s:
+                return False
+            self._last = now
+            return True
+
+    def add(self, request: ScoreRequest, result: GroupResult) -> None:
+        """Keep a captured group (one that carries renders); others are ignored."""
+        if result._renders is None:
+            return
+        reference, renders = result._renders
+        rollouts = [
+            {
+                "reward": r.reward,
+                "status": r.status.value,
+                "components": r.components,
+                "flags": r.flags,
+                "detail": r.detail,
+                "image": _data_url(image),
+            }
+            for r, image in zip(result.results, renders)
+        ]
+        with self._lock:
+            self._seq += 1
+            self._groups.appendleft(
+                {
+                    "seq": self._seq,
+                    "time": time.time(),
+                    "request_id": request.request_id,
+                    "task": request.task,
+                    "profile": request.profile,
+                    "step": request.step,
+                    "prompt": request.reference.text,
+                    "reference": _data_url(reference),
+                    "timings_ms": result.timings_ms,
+                    "rollouts": rollouts,
+                }
+            )
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        with self._lock:
+            return list(self._groups)
+
+
+def _data_url(image: np.ndarray | None) -> str | None:
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    scale = _THUMB / max(h, w)
+    if scale < 1:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", image)
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii") if ok else None

@@ -159,7 +159,14 @@ def _groups(
         reference = _reference(kwargs, i, prompts[i])
         key = repr(sorted(reference.items()))
         if key not in groups:
-            groups[key] = {"reference": reference, "completions": [], "completion_tokens": [] if ids else None}
+            # A ``task`` column wins; a text-only reference is Text2SVG (the service then strips <text>).
+            task = _column(kwargs, "task", i) or ("text2svg" if set(reference) == {"text"} else None)
+            groups[key] = {
+                "reference": reference,
+                "completions": [],
+                "completion_tokens": [] if ids else None,
+                "task": task,
+            }
             if profile:
                 groups[key]["profile"] = profile
             if weights:

@@ -153,3 +153,14 @@ def test_token_counts_are_used_only_with_reference_tokens(url: str) -> None:
     assert with_tokens == [0.75, -1.0]  # 100 and 40 tokens against 100
     without = asyncio.run(length(completions=[A, A], svg=[A, A], completion_ids=[[1] * 100, [1] * 40]))
     assert without == [0.75, 0.75]  # no reference count: both sides by the character proxy
+
+
+def test_text_only_rows_are_sent_as_text2svg_and_a_task_column_wins() -> None:
+    from trainer._rewards import _groups
+
+    bodies, _ = _groups({"completions": ["<svg/>", "<svg/>"], "text": ["a cat", "a dog"]}, "rlrf-text2svg", None)
+    assert [b["task"] for b in bodies] == ["text2svg", "text2svg"] and bodies[0]["reference"] == {"text": "a cat"}
+    bodies, _ = _groups({"completions": ["<svg/>"], "svg": [A], "text": ["a face"], "task": ["text2svg"]}, None, None)
+    assert bodies[0]["task"] == "text2svg" and "svg" in bodies[0]["reference"]
+    bodies, _ = _groups({"completions": ["<svg/>"], "svg": [A]}, None, None)
+    assert "task" not in bodies[0]  # the service's default, im2svg

@@ -1,0 +1,1 @@
+"""Judge backends: Gemini (google-genai SDK) and OpenAI-compatible chat-completions servers."""

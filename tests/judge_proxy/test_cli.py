@@ -1,0 +1,65 @@
+"""``python -m services.judge_proxy``: --help, and a real server process from the environment's settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from services.judge_proxy.cli import main
+from tests.judge_proxy._servers import FakeOpenAI, free_port, png
+from tests.judge_proxy.conftest import REDIS_URL, REPO, b64
+
+
+def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for needle in ("--host", "--port", "POST /v1/judge", "RLRF_JUDGE_GEMINI_API_KEY", "RLRF_JUDGE_OPENAI_BASE_URL"):
+        assert needle in out
+
+
+def test_module_serves_from_environment(openai_server: FakeOpenAI) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RLRF_JUDGE_OPENAI_BASE_URL": openai_server.url,
+        "RLRF_JUDGE_OPENAI_MODEL": "fake-model",
+        "RLRF_JUDGE_REDIS_URL": REDIS_URL,
+        "RLRF_JUDGE_CACHE_TTL_S": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.judge_proxy", "--port", str(port), "--log-level", "warning"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=10) as http:
+            while True:
+                try:
+                    if http.get(f"{base}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, "the proxy did not come up"
+                time.sleep(0.05)
+            body = {
+                "rubric": "vfig-im2svg",
+                "reference_image_b64": b64(png(ink_rows=3)),
+                "candidates_b64": [b64(png())],
+            }
+            result = http.post(f"{base}/v1/judge", json=body).json()
+        assert result["model"] == "fake-model" and result["results"][0]["status"] == "ok"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean stop

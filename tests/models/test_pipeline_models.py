@@ -114,3 +114,20 @@ def test_missing_weight_file_fails_at_startup(model_settings: Settings, tmp_path
     (root / "clip_vitb16_pretrain.pth.tar").unlink()
     with pytest.raises(MissingWeightsError, match=r"clip_vitb16_pretrain\.pth\.tar"):
         Pipeline.embedded(model_settings.model_copy(update={"dreamsim_dir": root}))
+
+
+def test_http_service_loads_the_models_at_startup_and_scores_them(model_settings: Settings) -> None:
+    import httpx
+
+    from services.reward_api.api.main import create_app
+    from tests.api.conftest import running
+
+    app = create_app(model_settings.model_copy(update={"workers": 1}))
+    with running(app) as base:
+        assert app.state.service.pipeline.backend.models._models.keys() == {"dreamsim", "clip"}  # before any request
+        body = {"reference": {"svg": CIRCLE}, "completions": [CIRCLE, WORDS], "profile": "rlrf-im2svg-full"}
+        response = httpx.post(f"{base}/score", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    first, second = response.json()["results"]
+    assert first["components"]["dreamsim"] == pytest.approx(1.0, abs=1e-5)
+    assert "text_elements" in second["flags"] and second["components"]["dreamsim"] < 1.0

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             active = Pipeline.distributed(settings)
         else:
             active = Pipeline.embedded(settings)
+        models = getattr(active.backend, "models", None)
+        if owned and models is not None and models.configured_features():
+            await anyio.to_thread.run_sync(models.load)  # load the weights now, not in the first request
         app.state.service = RewardService(settings, active)
         try:
             yield

@@ -38,6 +38,12 @@ class JudgeSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RLRF_JUDGE_", env_file=".env", extra="ignore")
 
+    @field_validator("api_token", "gemini_api_key", "openai_api_key", "openai_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable (as templates leave it) means unset: never an empty key or token."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     # HTTP service ----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address `python -m services.judge_proxy` binds.")
     port: int = Field(8100, ge=1, le=65535, description="Port it binds.")

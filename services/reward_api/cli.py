@@ -159,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--prompt", help="the prompt column's text")
     prepare.add_argument("--workers", type=int, default=2, help="render worker processes")
     prepare.set_defaults(func=_data_prepare)
+    from trainer.evaluate import add_eval_parser  # here, not at the top: trainer pulls in httpx
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -244,7 +247,10 @@ def _serve(args: argparse.Namespace) -> int:
     from services.reward_api.api.main import create_app
 
     settings = _settings(host=args.host, port=args.port, workers=args.workers, backend=args.backend)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # A client that left must not hold shutdown for request_deadline_s: in-flight requests get 30 s.
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30
+    )
     return 0
 
 

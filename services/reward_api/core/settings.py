@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Renderer = Literal["resvg", "cairosvg"]
@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")
     blank_fraction: float = Field(0.005, ge=0, le=1, description="Renders with fewer non-white pixels are blank.")
     reference_cache_size: int = Field(256, ge=1, description="Prepared references kept per process.")
+
+    @field_validator("api_token", "judge_token", "judge_url", "dreamsim_dir", "clip_checkpoint", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``RLRF_API_TOKEN=`` (empty, as templates leave it) means unset, not an empty token."""
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 @lru_cache(maxsize=1)

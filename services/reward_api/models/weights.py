@@ -84,26 +84,27 @@ def dreamsim_files(kind: str) -> list[WeightFile]:
     return lora + [DREAMSIM_BACKBONE_FILES[name] for name in layout.backbones]
 
 
-def require(root: Path, files: Iterable[WeightFile], *, model: str, setting: str) -> None:
+def require(root: Path, files: Iterable[WeightFile], *, model: str, setting: str, fix: str | None = None) -> None:
     """Raise ``MissingWeightsError`` naming the first missing file, where it comes from, and the fix.
 
     Raises:
         MissingWeightsError: ``root`` is not a directory or a listed file is absent.
     """
+    fix = fix or _FIX
     if not root.is_dir():
-        raise MissingWeightsError(f"{model}: {setting}={root} is not a directory. {_FIX}")
+        raise MissingWeightsError(f"{model}: {setting}={root} is not a directory. {fix}")
     for weight in files:
         candidates = [weight.relpath, *weight.alternatives]
         if not any((root / name).is_file() for name in candidates):
             raise MissingWeightsError(
-                f"{model}: missing weight file {root / weight.relpath} (from {weight.source}). {_FIX}"
+                f"{model}: missing weight file {root / weight.relpath} (from {weight.source}). {fix}"
             )
 
 
-def require_file(path: Path, *, model: str, setting: str, source: str) -> None:
+def require_file(path: Path, *, model: str, setting: str, source: str, fix: str | None = None) -> None:
     """Raise ``MissingWeightsError`` unless ``path`` is a file."""
     if not path.is_file():
-        raise MissingWeightsError(f"{model}: missing weight file {path} ({setting}; from {source}). {_FIX}")
+        raise MissingWeightsError(f"{model}: missing weight file {path} ({setting}; from {source}). {fix or _FIX}")
 
 
 _FIX = "Run `rlrf models fetch` on a machine with internet access and copy the files, or fix the setting."

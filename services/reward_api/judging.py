@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from services.reward_api.core.errors import UnavailableComponentError
+from services.reward_api.core.errors import BadReferenceError, UnavailableComponentError
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 
@@ -29,32 +29,64 @@ class JudgeStage:
         self.settings = settings
         self._client: JudgeClient | None = None
         self._lock = threading.Lock()
+        self._inputs: dict[str, list[str]] = {}  # rubric name -> the inputs it needs (GET /v1/rubrics)
 
-    def check(self) -> None:
-        """Raises ``UnavailableComponentError`` when no judge proxy is configured."""
-        if not self.settings.judge_url:
-            raise UnavailableComponentError("the judge component needs a judge proxy: set RLRF_JUDGE_URL")
+    def rubric(self, text_task: bool) -> str:
+        return self.settings.judge_rubric_text2svg if text_task else self.settings.judge_rubric_im2svg
 
-    def judge(self, request: ScoreRequest, reference: Any, images: list[np.ndarray]) -> list[Any]:
-        """One verdict (or ``JudgeError``, or a failure message) per render, in order."""
+    def check(self, rubric: str, *, has_image: bool, has_prompt: bool) -> None:
+        """Fail the request (not its rollouts) when the judge cannot run on it.
+
+        Raises:
+            UnavailableComponentError: no judge proxy is configured.
+            BadReferenceError: the rubric needs a reference image or prompt the group lacks.
+        """
         from services.judge_proxy.client import JudgeUnavailable
 
-        if not images:
-            return []
-        rubric = (
-            self.settings.judge_rubric_text2svg if request.task == "text2svg" else self.settings.judge_rubric_im2svg
-        )
-        reference_png = _png(reference.canvas.image) if reference.canvas is not None else None
-        try:
-            return self.client.judge(
-                rubric,
-                [_png(image) for image in images],
-                reference_png=reference_png,
-                prompt=request.reference.text,
-                backend=self.settings.judge_backend,
+        if not self.settings.judge_url:
+            raise UnavailableComponentError("the judge component needs a judge proxy: set RLRF_JUDGE_URL")
+        if rubric not in self._inputs:
+            try:
+                self._inputs.update({r.name: r.inputs for r in self.client.rubrics()})
+            except JudgeUnavailable:
+                return  # the judge call itself will report the outage per rollout
+        inputs = self._inputs.get(rubric)
+        if inputs is None:
+            raise UnavailableComponentError(f"the judge proxy has no rubric {rubric!r}")
+        missing = [
+            name
+            for name, present in (("reference_image_b64", has_image), ("prompt", has_prompt))
+            if name in inputs and not present
+        ]
+        if missing:
+            what = " and ".join(
+                "a reference image or svg" if m == "reference_image_b64" else "reference.text" for m in missing
             )
-        except JudgeUnavailable as exc:
-            return [f"judge proxy unavailable: {exc}"] * len(images)
+            raise BadReferenceError(f"judge rubric {rubric!r} needs {what}")
+
+    def judge(self, rubric: str, request: ScoreRequest, reference: Any, images: list[np.ndarray]) -> list[Any]:
+        """One verdict (or ``JudgeError``, or a failure message) per render, in order.
+
+        Sent in chunks of at most ``MAX_CANDIDATES`` (the proxy's cap per request).
+        """
+        from services.judge_proxy.client import JudgeUnavailable
+        from services.judge_proxy.schemas import MAX_CANDIDATES
+
+        reference_png = _png(reference.canvas.image) if reference.canvas is not None else None
+        out: list[Any] = []
+        for start in range(0, len(images), MAX_CANDIDATES):
+            chunk = images[start : start + MAX_CANDIDATES]
+            try:
+                out += self.client.judge(
+                    rubric,
+                    [_png(image) for image in chunk],
+                    reference_png=reference_png,
+                    prompt=request.reference.text,
+                    backend=self.settings.judge_backend,
+                )
+            except JudgeUnavailable as exc:
+                out += [f"judge proxy unavailable: {exc}"] * len(chunk)
+        return out
 
     @property
     def client(self) -> JudgeClient:

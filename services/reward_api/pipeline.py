@@ -202,9 +202,13 @@ class Pipeline:
         reference = self.prepare_reference(request.reference, tokens=request.reference_tokens)
         _check_reference(components, reference, request)
         features = sorted({f for c in components if c.stage == "model" for f in c.features})
+        # Text is cut whenever a text reward is in play, whatever the declared task: otherwise writing
+        # the prompt as <text> wins clip_text (or a text judge).
+        text_task = request.task == "text2svg" or reference.canvas is None or weights.get("clip_text", 0.0) != 0.0
         judged = "judge" in weights
+        rubric = self._judge.rubric(request.task == "text2svg" or reference.canvas is None)
         if judged:
-            self._judge.check()
+            self._judge.check(rubric, has_image=reference.canvas is not None, has_prompt=bool(request.reference.text))
         prepared = time.perf_counter()
 
         extractions = [extract_svg(text, max_chars=self.settings.max_completion_chars) for text in request.completions]
@@ -214,7 +218,7 @@ class Pipeline:
             reference,
             tuple(c.name for c in components if c.stage == "render"),
             return_images=tuple(sorted(images)),
-            strip_text=request.task == "text2svg",
+            strip_text=text_task,
         )
         outcomes = self.backend.score(
             reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job
@@ -231,7 +235,7 @@ class Pipeline:
         )
         verdicts: list[Any] = [None] * len(rendered)
         if judged:
-            verdicts = self._judge.judge(request, reference, [o.images["rgb"] for o in ok_outcomes])  # type: ignore[union-attr]
+            verdicts = self._judge.judge(rubric, request, reference, [o.images["rgb"] for o in ok_outcomes])  # type: ignore[union-attr]
         extra = dict(zip(rendered, zip(range(len(rendered)), verdicts)))
         modelled = time.perf_counter()
 
@@ -284,9 +288,14 @@ class Pipeline:
                     None, length, {f: cand_features[f][row] for f in cand_features}, self._judge.score(verdict)
                 )
                 ref_sample = Sample(None, reference.length, ref_features)
-                for component in components:
-                    if component.stage != "render":
-                        values[component.name] = component.compute(candidate, ref_sample)
+                try:
+                    for component in components:
+                        if component.stage != "render":
+                            values[component.name] = component.compute(candidate, ref_sample)
+                except ValueError as exc:  # features of two different models (GPU workers mid-rollout)
+                    detail = f"model features do not match the reference's: {exc}"
+                    results.append(RolloutResult(reward=None, components={}, status=Status.error, detail=detail))
+                    continue
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
                 total, applied = combine(values, weights)
@@ -325,6 +334,8 @@ class Pipeline:
             cand = self.backend.embed(inputs) if outcomes else {}
         except BackendError as exc:
             return {}, {}, f"model scoring failed: {exc}"
+        if any(len(cand[f]) != len(outcomes) for f in features):  # rows must never shift between rollouts
+            return {}, {}, "model scoring failed: the backend returned the wrong number of embeddings"
         return cand, ref, None
 
     def _reference_features(
@@ -333,7 +344,11 @@ class Pipeline:
         """The reference's features, embedded once per content hash and kept in an LRU."""
         keys = {f: _feature_key(reference, text, f) for f in wanted if FEATURES[f].input != "text" or text}
         with self._lock:
-            found = {f: self._features[k] for f, k in keys.items() if k in self._features}
+            found = {}
+            for f, k in keys.items():
+                if k in self._features:
+                    found[f] = self._features[k]
+                    self._features.move_to_end(k)
         missing = {f: k for f, k in keys.items() if f not in found}
         if missing:
             inputs: dict[str, list[Any]] = {}

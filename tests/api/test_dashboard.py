@@ -66,12 +66,22 @@ def test_dashboard_shows_each_rollout_render_with_its_reward(
     assert red > 5000, f"the rendered red circles are not on the page ({red} red pixels)"
 
 
-def test_dashboard_needs_the_token_when_one_is_set(settings: Settings, pipeline: Pipeline) -> None:
-    app = create_app(settings.model_copy(update={"api_token": SecretStr("s3cret")}), pipeline)
+def test_dashboard_token_travels_in_the_fragment_and_a_header_never_the_url(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    app = create_app(
+        settings.model_copy(update={"api_token": SecretStr("s3cret"), "dashboard_interval_s": 0.0}), pipeline
+    )
     with running(app) as base:
+        auth = {"Authorization": "Bearer s3cret"}
+        body = {"reference": {"svg": RED}, "completions": [RED], "request_id": "secret-group"}
+        assert httpx.post(f"{base}/score", json=body, headers=auth, timeout=60).status_code == 200
         assert httpx.get(f"{base}/dashboard/data").status_code == 401
-        assert httpx.get(f"{base}/dashboard/data?token=s3cret").status_code == 200
-        assert httpx.get(f"{base}/dashboard?token=wrong").status_code == 401
+        assert httpx.get(f"{base}/dashboard/data?token=s3cret").status_code == 401  # a token in a URL is refused
+        assert httpx.get(f"{base}/dashboard/data", headers=auth).status_code == 200
+        assert httpx.get(f"{base}/dashboard").status_code == 200  # the page holds no data
+        assert "secret-group" in _chromium("--dump-dom", f"{base}/dashboard#token=s3cret").stdout
+        assert "secret-group" not in _chromium("--dump-dom", f"{base}/dashboard").stdout
 
 
 def test_dashboard_off_captures_nothing(settings: Settings, pipeline: Pipeline) -> None:

@@ -107,3 +107,11 @@ def test_judge_without_a_proxy_configured_is_a_clear_422(settings: Settings, pip
             timeout=60,
         )
     assert response.status_code == 422 and "RLRF_JUDGE_URL" in response.json()["detail"]
+
+
+def test_a_rubric_input_the_group_lacks_is_a_422_not_rollout_errors(stack: tuple[FakeOpenAI, str, redis.Redis]) -> None:
+    vllm, api, _ = stack
+    body = {"task": "text2svg", "reference": {"svg": RED}, "completions": [RED], "weights": {"judge": 1.0}}
+    response = httpx.post(f"{api}/score", json=body, timeout=60)
+    assert response.status_code == 422 and "needs reference.text" in response.json()["detail"]
+    assert vllm.requests == []

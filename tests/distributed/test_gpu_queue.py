@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
 from services.reward_api.core.results import Status
 from services.reward_api.core.schemas import ScoreRequest
@@ -62,6 +63,8 @@ def test_gpu_worker_results_equal_embedded_mode(
             assert a.components == pytest.approx(b.components, abs=1e-5)
     assert got[0].results[0].components["dreamsim"] == pytest.approx(1.0, abs=1e-5)
     assert "text_removed" in got[-1].results[1].flags
+    # Results (renders, embeddings) are deleted from Redis once collected, not left for result_expires.
+    assert list(redis.Redis.from_url(system_redis).scan_iter("celery-task-meta-*")) == []
 
 
 def test_no_gpu_worker_means_status_error_not_a_score(system_redis: str) -> None:

@@ -221,3 +221,14 @@ def test_rlrf_models_check_and_fetch_dry_run(
     monkeypatch.delenv("RLRF_CLIP_MODEL_CONFIG")
     assert main(["models", "check", "--dreamsim-dir", "/nonexistent"]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_closed_scorer_refuses_work_and_a_short_batch_fails_every_caller(model_settings: Settings) -> None:
+    scorer = ModelScorer(model_settings)
+    scorer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        scorer.embed({"clip_text": ["a cat"]})
+    short: Batcher[int, int] = Batcher(lambda items: items[:-1], max_batch=8, max_wait_s=0.0, name="short")
+    with pytest.raises(RuntimeError, match="returned 1 results for 2 items"):
+        short.run([1, 2])
+    short.close()

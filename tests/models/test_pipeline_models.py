@@ -99,7 +99,7 @@ def test_model_failure_is_status_error_with_null_reward(model_settings: Settings
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
         monkeypatch.setattr(pipeline.backend.models, "_forward_fn", lambda spec: broken)
-        pipeline.backend.models.close()  # batchers are rebuilt with the broken forward
+        monkeypatch.setattr(pipeline.backend.models, "_batchers", {})  # rebuilt with the broken forward
         result = pipeline.score_group(
             ScoreRequest(reference={"svg": CIRCLE}, completions=[CIRCLE, "nothing"], profile="dreamsim")
         )
@@ -131,3 +131,14 @@ def test_http_service_loads_the_models_at_startup_and_scores_them(model_settings
     first, second = response.json()["results"]
     assert first["components"]["dreamsim"] == pytest.approx(1.0, abs=1e-5)
     assert "text_elements" in second["flags"] and second["components"]["dreamsim"] < 1.0
+
+
+def test_text_is_cut_whenever_a_text_reward_is_in_play(model_pipeline: Pipeline) -> None:
+    # No task given (the default is im2svg), as the OpenRLHF route sends it: a text-only reference
+    # still means Text2SVG, and the prompt written as <text> still earns nothing.
+    result = model_pipeline.score_group(
+        ScoreRequest(reference={"text": "a red circle"}, completions=[CIRCLE, WORDS], profile="rlrf-text2svg")
+    )
+    plain, with_words = result.results
+    assert "text_removed" in with_words.flags
+    assert with_words.components["clip_text"] == pytest.approx(plain.components["clip_text"], abs=1e-6)

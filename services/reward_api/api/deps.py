@@ -26,17 +26,4 @@ def require_token(request: Request) -> None:
         raise UnauthorizedError("missing or wrong bearer token")
 
 
-def require_token_or_query(request: Request) -> None:
-    """As ``require_token``, or ``?token=<token>`` in the URL: a browser opening /dashboard sends no header."""
-    token = request.app.state.service.settings.api_token
-    given = request.query_params.get("token")
-    if (
-        token is not None
-        and given is not None
-        and hmac.compare_digest(given.encode(), token.get_secret_value().encode())
-    ):
-        return
-    require_token(request)
-
-
 ServiceDep = Annotated[RewardService, Depends(get_service)]

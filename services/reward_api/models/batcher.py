@@ -88,7 +88,11 @@ class Batcher(Generic[T, R]):
         try:
             results: list[R] = []
             for start in range(0, len(items), self.max_batch):  # one request may exceed max_batch
-                results.extend(self.fn(items[start : start + self.max_batch]))
+                batch = items[start : start + self.max_batch]
+                out = self.fn(batch)
+                if len(out) != len(batch):
+                    raise RuntimeError(f"batch function returned {len(out)} results for {len(batch)} items")
+                results.extend(out)
                 self.batches += 1
         except BaseException as exc:  # the callers get the error; the loop survives
             for _, future, _ in taken:

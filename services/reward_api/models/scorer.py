@@ -49,6 +49,7 @@ class ModelScorer:
         self._models: dict[str, Any] = {}
         self._batchers: dict[str, Batcher[Any, np.ndarray]] = {}
         self._device: Any = None
+        self._closed = False
 
     # configuration ------------------------------------------------------------------------------
     def configured(self, model: str) -> bool:
@@ -96,6 +97,7 @@ class ModelScorer:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.close()
@@ -105,6 +107,8 @@ class ModelScorer:
         spec = FEATURES[feature]
         key = f"{spec.model}:{'text' if spec.input == 'text' else 'image'}"  # rgb and edges share a batcher
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the model scorer is closed")
             batcher = self._batchers.get(key)
             if batcher is None:
                 batcher = Batcher(

@@ -114,12 +114,21 @@ class CeleryBackend:
     def close(self) -> None:
         self._closed.set()
         self._collector.join(timeout=5)
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for future in pending:  # nobody will collect these any more: fail them now, not at the deadline
+            if not future.done():
+                future.set_result(TaskError("the backend was closed"))
+        self.redis.close()
 
     # plumbing ---------------------------------------------------------------------------------
     def _send(self, name: str, args: list[Any], queue: str | None = None) -> Future[Any]:
         future: Future[Any] = Future()
         try:
-            result = self.app.send_task(name, args=args, queue=queue or self.settings.cpu_queue)
+            # A task nobody took by the deadline is dropped (REVOKED), never run late for a request that is gone.
+            result = self.app.send_task(
+                name, args=args, queue=queue or self.settings.cpu_queue, expires=self.settings.request_deadline_s
+            )
         except Exception as exc:  # broker down: kombu's publish retries are exhausted
             future.set_result(TaskError(f"could not queue {name}: {type(exc).__name__}: {exc}"))
             return future
@@ -158,12 +167,17 @@ class CeleryBackend:
                 log.warning("result poll failed (%s); retrying", exc)
                 time.sleep(0.5)
                 continue
+            done: list[str] = []
             for task_id, value in zip(ids, values):
                 if value is None:
                     continue
-                meta = backend.decode_result(value)
+                try:
+                    meta = backend.decode_result(value)
+                except Exception as exc:  # one unreadable value must not stop the collector
+                    meta = {"status": "FAILURE", "result": f"undecodable result: {type(exc).__name__}: {exc}"}
                 if meta["status"] not in ("SUCCESS", "FAILURE", "REVOKED"):
                     continue
+                done.append(task_id)
                 with self._lock:
                     future = self._pending.pop(task_id, None)
                 if future is None:
@@ -172,4 +186,9 @@ class CeleryBackend:
                     future.set_result(meta["result"])
                 else:
                     future.set_result(TaskError(f"worker task failed: {meta.get('result')}"))
+            if done:  # results carry renders and embeddings: free Redis now, not after result_expires
+                try:
+                    self.redis.delete(*[backend.get_key_for_task(task_id) for task_id in done])
+                except redis.RedisError:
+                    pass  # result_expires still removes them
             time.sleep(_POLL_S)

@@ -41,7 +41,7 @@ from bench.perturb import make_group
 from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.core.settings import Settings
 from services.reward_api.models.scorer import ModelScorer
-from services.reward_api.scoring import RenderJob, render_reference
+from services.reward_api.scoring import render_job, render_reference
 from services.reward_api.svg.policy import PolicyLimits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,15 +50,7 @@ DEFAULT_DATA = REPO.parent / "shared/data/svg_dev"
 
 def render_groups(data: Path, groups: int, size: int, group_size: int, seed: int) -> list[tuple[Canvas, list[Canvas]]]:
     """Reference and candidate canvases; candidates that fail the policy are replaced by the reference."""
-    settings = Settings(size=size)
-    job = RenderJob(
-        width=size,
-        height=size,
-        renderer=settings.renderer,
-        font_file=settings.font_file,
-        font_family=settings.font_family,
-        limits=PolicyLimits(reject_embedded_raster=False),
-    )
+    job = render_job(Settings(size=size), limits=PolicyLimits(reject_embedded_raster=False))
     out = []
     files = sorted(data.glob("*.svg"))[:groups]
     for path in tqdm(files, desc="rendering", unit="group", file=sys.stderr):

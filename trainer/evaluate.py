@@ -244,35 +244,13 @@ class _Sandbox:
         from dataclasses import replace
         from functools import partial
 
-        from services.reward_api.pipeline import LocalBackend, Pipeline
-        from services.reward_api.sandbox import WorkerPool
-        from services.reward_api.scoring import RenderJob, render_reference, score_svg
-        from services.reward_api.svg.policy import PolicyLimits
+        from services.reward_api.pipeline import LocalBackend, Pipeline, render_pool
+        from services.reward_api.scoring import render_job, render_reference, score_svg
 
-        limits = PolicyLimits(
-            max_svg_bytes=settings.max_svg_bytes,
-            max_elements=settings.max_elements,
-            max_depth=settings.max_depth,
-            max_data_uri_bytes=settings.max_data_uri_bytes,
-            max_raster_pixels=settings.max_raster_pixels,
-            reject_embedded_raster=settings.embedded_raster == "reject",
-        )
-        job = RenderJob(
-            width=settings.size,
-            height=settings.size,
-            renderer=settings.renderer,
-            font_file=settings.font_file,
-            font_family=settings.font_family,
-            limits=limits,
-            blank_fraction=0.0,  # a blank prediction is a drawing to score here; it is flagged, not failed
-            return_images=("rgb",),
-        )
-        self.pool = WorkerPool(
-            workers=settings.workers,
-            timeout_s=settings.render_timeout_s,
-            memory_mb=settings.worker_memory_mb,
-            chunk_size=settings.chunk_size,
-        )
+        # blank_fraction 0: a blank prediction is a drawing to score here; it is flagged, not failed.
+        job = render_job(settings, blank_fraction=0.0, return_images=("rgb",))
+        limits = job.limits
+        self.pool = render_pool(settings)
         self.score_prediction = partial(score_svg, job=job)
         # Ground truth may embed rasters, as in the service; the rest of the policy still applies.
         self.render_reference = partial(

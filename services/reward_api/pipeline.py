@@ -44,7 +44,15 @@ from services.reward_api.judging import JudgeStage
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
 from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout, WorkerPool
-from services.reward_api.scoring import Outcome, ReferenceRender, RenderJob, render_reference, score_svg
+from services.reward_api.scoring import (
+    Outcome,
+    ReferenceRender,
+    RenderJob,
+    policy_limits,
+    render_job,
+    render_reference,
+    score_svg,
+)
 from services.reward_api.svg.extract import extract_svg
 from services.reward_api.svg.policy import PolicyLimits
 
@@ -143,14 +151,7 @@ class Pipeline:
         self._features: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._judge = JudgeStage(settings)
         self._lock = threading.Lock()
-        self._limits = PolicyLimits(
-            max_svg_bytes=settings.max_svg_bytes,
-            max_elements=settings.max_elements,
-            max_depth=settings.max_depth,
-            max_data_uri_bytes=settings.max_data_uri_bytes,
-            max_raster_pixels=settings.max_raster_pixels,
-            reject_embedded_raster=settings.embedded_raster == "reject",
-        )
+        self._limits = policy_limits(settings)
 
     @classmethod
     def embedded(cls, settings: Settings) -> Pipeline:
@@ -158,13 +159,7 @@ class Pipeline:
         check_settings(settings)  # before any worker is spawned
         models = ModelScorer(settings)
         models.check(models.configured_features())  # a configured model with a missing file fails here
-        pool = WorkerPool(
-            workers=settings.workers,
-            timeout_s=settings.render_timeout_s,
-            memory_mb=settings.worker_memory_mb,
-            chunk_size=settings.chunk_size,
-        )
-        return cls(settings, LocalBackend(pool, models))
+        return cls(settings, LocalBackend(render_pool(settings), models))
 
     @classmethod
     def distributed(cls, settings: Settings) -> Pipeline:
@@ -403,16 +398,10 @@ class Pipeline:
         return_images: tuple[str, ...] = (),
         strip_text: bool = False,
     ) -> RenderJob:
-        s = self.settings
-        return RenderJob(
-            width=s.size,
-            height=s.size,
-            renderer=s.renderer,
-            font_file=s.font_file,
-            font_family=s.font_family,
+        return render_job(
+            self.settings,
             limits=limits or self._limits,
             image_components=image_components,
-            blank_fraction=s.blank_fraction,
             reference_size=reference.intrinsic_size if reference else (0.0, 0.0),
             reference_blank=reference.blank if reference else False,
             return_images=return_images,
@@ -450,6 +439,16 @@ class Pipeline:
 
 
 _RENDER_FAILURES = {TaskTimeout: Status.render_timeout, TaskCrash: Status.render_crash}
+
+
+def render_pool(settings: Settings) -> WorkerPool:
+    """The sandboxed render processes that ``settings`` configure (embedded mode, CPU workers, eval)."""
+    return WorkerPool(
+        workers=settings.workers,
+        timeout_s=settings.render_timeout_s,
+        memory_mb=settings.worker_memory_mb,
+        chunk_size=settings.chunk_size,
+    )
 
 
 def check_settings(settings: Settings) -> None:

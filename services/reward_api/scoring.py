@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.core.errors import RewardError
 from services.reward_api.core.results import Status
+from services.reward_api.core.settings import Settings
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
 from services.reward_api.svg.render import Renderer, RenderError, RenderLimitError, render
 
@@ -37,6 +39,32 @@ class RenderJob:
     reference_blank: bool = False
     return_images: tuple[str, ...] = ()  # "rgb" and/or "edges": canvases the learned models need
     strip_text: bool = False  # Text2SVG: cut <text> before rendering (see components/clip_text.py)
+
+
+def policy_limits(settings: Settings) -> PolicyLimits:
+    """The policy caps that ``settings`` configure."""
+    return PolicyLimits(
+        max_svg_bytes=settings.max_svg_bytes,
+        max_elements=settings.max_elements,
+        max_depth=settings.max_depth,
+        max_data_uri_bytes=settings.max_data_uri_bytes,
+        max_raster_pixels=settings.max_raster_pixels,
+        reject_embedded_raster=settings.embedded_raster == "reject",
+    )
+
+
+def render_job(settings: Settings, **fields: Any) -> RenderJob:
+    """A job on the canvas, renderer, font, policy and blank threshold of ``settings``; ``fields`` override."""
+    defaults: dict[str, Any] = {
+        "width": settings.size,
+        "height": settings.size,
+        "renderer": settings.renderer,
+        "font_file": settings.font_file,
+        "font_family": settings.font_family,
+        "limits": policy_limits(settings),
+        "blank_fraction": settings.blank_fraction,
+    }
+    return RenderJob(**{**defaults, **fields})
 
 
 @dataclass(slots=True)

@@ -27,17 +27,26 @@ def wait_for(url: str, *, timeout_s: float = 60, alive: Callable[[], bool] = lam
         time.sleep(0.05)
 
 
-@contextmanager
-def running(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` over real HTTP until the block ends; yields its base URL."""
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(app: FastAPI, *, graceful_s: float | None = None) -> Iterator[str]:
+    """Serve ``app`` over real HTTP until the block ends; yields its base URL.
+
+    ``graceful_s``: how long shutdown waits for requests still in flight (uvicorn's default: forever).
+    """
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=graceful_s)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/healthz")
+    wait_for(f"{base}/healthz", alive=thread.is_alive)
     try:
         yield base
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import pytest
 import redis
 
 from services.reward_api.core.settings import Settings
+from tests.api.conftest import free_port
 from tests.conftest import REPO
 
 SYSTEM_REDIS = "redis://127.0.0.1:6379/15"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def distributed_settings(redis_url: str, **overrides: object) -> Settings:
@@ -135,7 +129,7 @@ class PrivateRedis:
     """A redis-server of our own, so a test can stop and restart it without touching the shared one."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -23,17 +23,10 @@ lpips = pytest.importorskip("lpips")
 @pytest.fixture(scope="module")
 def rgb(settings: Settings) -> np.ndarray:
     """Six real svg_dev renders at 64 px (RGB uint8): small enough for vgg on a CPU."""
-    from services.reward_api.scoring import RenderJob, render_reference
+    from services.reward_api.scoring import render_job, render_reference
     from services.reward_api.svg.policy import PolicyLimits
 
-    job = RenderJob(
-        width=64,
-        height=64,
-        renderer="resvg",
-        font_file=settings.font_file,
-        font_family=settings.font_family,
-        limits=PolicyLimits(reject_embedded_raster=False),
-    )
+    job = render_job(settings, width=64, height=64, renderer="resvg", limits=PolicyLimits(reject_embedded_raster=False))
     images = [render_reference(None, p.read_text(), job=job).image for p in svg_dev_files()[5::50][:6]]
     assert all(image is not None for image in images)
     return np.stack([image[:, :, ::-1] for image in images])  # type: ignore[index]

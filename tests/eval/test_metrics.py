@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.reward_api.core.settings import Settings
-from services.reward_api.scoring import RenderJob, render_reference
+from services.reward_api.scoring import render_job, render_reference
 from services.reward_api.svg.policy import PolicyLimits
 from tests.conftest import svg_dev_files
 from trainer.metrics import code_efficiency, mean_squared_error, structural_similarity
@@ -19,13 +19,8 @@ sk_ssim = skimage_metrics.structural_similarity
 @pytest.fixture(scope="module")
 def renders(settings: Settings) -> np.ndarray:
     """Eight real svg_dev renders on the 224 px canvas (BGR uint8, as the sandbox returns them)."""
-    job = RenderJob(
-        width=224,
-        height=224,
-        renderer="resvg",
-        font_file=settings.font_file,
-        font_family=settings.font_family,
-        limits=PolicyLimits(reject_embedded_raster=False),
+    job = render_job(
+        settings, width=224, height=224, renderer="resvg", limits=PolicyLimits(reject_embedded_raster=False)
     )
     images = []
     for path in svg_dev_files()[::37][:8]:

@@ -34,20 +34,20 @@ import base64
 import io
 import json
 import re
-import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
+
+from tests.api.conftest import free_port, running
+
+__all__ = ["Behaviour", "FakeGemini", "FakeOpenAI", "free_port", "png", "serve", "verdict_for"]
 
 
 @dataclass(frozen=True)
@@ -322,34 +322,6 @@ def _decode_b64(data: str) -> bytes:
     return base64.urlsafe_b64decode(data.replace("+", "-").replace("/", "_") + "=" * (-len(data) % 4))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def serve(app: FastAPI, *, timeout_s: float = 20) -> Iterator[str]:
-    """Serve ``app`` (e.g. the judge proxy's ``create_app(...)``) over real HTTP; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=1) as http:
-        while True:
-            try:
-                if http.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{base} did not come up")
-            time.sleep(0.02)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+def serve(app: FastAPI) -> AbstractContextManager[str]:
+    """``running`` with a 2 s graceful shutdown: a fake judge left hanging must not hold the teardown."""
+    return running(app, graceful_s=2)

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from services.judge_proxy.cli import main
+from tests.api.conftest import wait_for
 from tests.judge_proxy._servers import FakeOpenAI, free_port, png
 from tests.judge_proxy.conftest import REDIS_URL, REPO, b64
 
@@ -43,22 +43,13 @@ def test_module_serves_from_environment(openai_server: FakeOpenAI) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        with httpx.Client(timeout=10) as http:
-            while True:
-                try:
-                    if http.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, "the proxy did not come up"
-                time.sleep(0.05)
-            body = {
-                "rubric": "vfig-im2svg",
-                "reference_image_b64": b64(png(ink_rows=3)),
-                "candidates_b64": [b64(png())],
-            }
-            result = http.post(f"{base}/v1/judge", json=body).json()
+        wait_for(f"{base}/readyz", timeout_s=30, alive=lambda: process.poll() is None)
+        body = {
+            "rubric": "vfig-im2svg",
+            "reference_image_b64": b64(png(ink_rows=3)),
+            "candidates_b64": [b64(png())],
+        }
+        result = httpx.post(f"{base}/v1/judge", json=body, timeout=10).json()
         assert result["model"] == "fake-model" and result["results"][0]["status"] == "ok"
     finally:
         process.terminate()

@@ -18,7 +18,7 @@ from services.reward_api.models.batcher import Batcher
 from services.reward_api.models.clip import load_clip
 from services.reward_api.models.dreamsim import load_dreamsim
 from services.reward_api.models.scorer import ModelScorer
-from services.reward_api.scoring import RenderJob, render_reference
+from services.reward_api.scoring import render_job, render_reference
 from services.reward_api.svg.policy import PolicyLimits
 from tests.conftest import svg_dev_files
 from tests.models._weights import make_dreamsim_dir
@@ -26,14 +26,7 @@ from tests.models._weights import make_dreamsim_dir
 
 def _renders(settings: Settings, count: int) -> list[np.ndarray]:
     """Real renders of svg_dev files (BGR uint8, as Canvas holds them)."""
-    job = RenderJob(
-        width=settings.size,
-        height=settings.size,
-        renderer=settings.renderer,
-        font_file=settings.font_file,
-        font_family=settings.font_family,
-        limits=PolicyLimits(reject_embedded_raster=False),
-    )
+    job = render_job(settings, limits=PolicyLimits(reject_embedded_raster=False))
     images = []
     for path in svg_dev_files()[:: 300 // count][:count]:
         rendered = render_reference(None, path.read_text(), job=job)

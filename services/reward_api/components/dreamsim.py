@@ -6,6 +6,8 @@ With d the DreamSim distance (``1 - cos`` of the two DreamSim embeddings), ``r =
 
 from __future__ import annotations
 
+import numpy as np
+
 from services.reward_api.components.base import Sample, cosine
 
 NAME = "dreamsim"
@@ -15,5 +17,10 @@ FEATURES = ("dreamsim",)
 
 
 def compute(candidate: Sample, reference: Sample) -> float:
-    distance = 1.0 - cosine(candidate.features["dreamsim"], reference.features["dreamsim"])
+    return reward(candidate.features["dreamsim"], reference.features["dreamsim"])
+
+
+def reward(a: np.ndarray, b: np.ndarray) -> float:
+    """``clip(1 - 2·d, -1, 1)`` with d = 1 - cos(a, b), the DreamSim distance of two embeddings."""
+    distance = 1.0 - cosine(a, b)
     return float(min(1.0, max(-1.0, 1.0 - 2.0 * distance)))

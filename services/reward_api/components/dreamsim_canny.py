@@ -6,7 +6,8 @@ black, repeated on three channels. ``r = clip(1 - 2·d, -1, 1)`` as for ``dreams
 
 from __future__ import annotations
 
-from services.reward_api.components.base import Sample, cosine
+from services.reward_api.components.base import Sample
+from services.reward_api.components.dreamsim import reward
 
 NAME = "dreamsim_canny"
 RANGE = (-1.0, 1.0)
@@ -15,5 +16,4 @@ FEATURES = ("dreamsim_edges",)
 
 
 def compute(candidate: Sample, reference: Sample) -> float:
-    distance = 1.0 - cosine(candidate.features["dreamsim_edges"], reference.features["dreamsim_edges"])
-    return float(min(1.0, max(-1.0, 1.0 - 2.0 * distance)))
+    return reward(candidate.features["dreamsim_edges"], reference.features["dreamsim_edges"])

@@ -65,9 +65,7 @@ class ModelScorer:
         """
         s = self.settings
         for model in sorted({FEATURES[f].model for f in features}):
-            if not self.configured(model):
-                setting = "RLRF_DREAMSIM_DIR" if model == "dreamsim" else "RLRF_CLIP_CHECKPOINT"
-                raise UnavailableComponentError(f"{model} is not configured on this server: set {setting}")
+            self._require_configured(model)
             if model == "dreamsim":
                 assert s.dreamsim_dir is not None
                 require(s.dreamsim_dir, dreamsim_files(s.dreamsim_type), model="DreamSim", setting="RLRF_DREAMSIM_DIR")
@@ -89,7 +87,10 @@ class ModelScorer:
 
         Returns ``{feature: float32 array (N, D)}`` of unit-length rows.
         """
-        self.check(list(inputs))
+        # Only the settings here: file checks belong to start-up (``check``) and to loading, not to
+        # every batch of a training step.
+        for model in {FEATURES[f].model for f in inputs}:
+            self._require_configured(model)
         futures = {
             name: self._batcher(name).submit(_prepare(FEATURES[name].input, items)) for name, items in inputs.items()
         }
@@ -103,6 +104,11 @@ class ModelScorer:
             batcher.close()
 
     # plumbing -----------------------------------------------------------------------------------
+    def _require_configured(self, model: str) -> None:
+        if not self.configured(model):
+            setting = "RLRF_DREAMSIM_DIR" if model == "dreamsim" else "RLRF_CLIP_CHECKPOINT"
+            raise UnavailableComponentError(f"{model} is not configured on this server: set {setting}")
+
     def _batcher(self, feature: str) -> Batcher[Any, np.ndarray]:
         spec = FEATURES[feature]
         key = f"{spec.model}:{'text' if spec.input == 'text' else 'image'}"  # rgb and edges share a batcher

@@ -21,8 +21,8 @@ from celery import Celery
 from services.reward_api.components import Canvas
 from services.reward_api.core.settings import Settings
 from services.reward_api.models.scorer import FEATURES, ModelScorer
-from services.reward_api.pipeline import LocalBackend, check_settings
-from services.reward_api.sandbox import TaskFailure, WorkerPool
+from services.reward_api.pipeline import LocalBackend, check_settings, render_pool
+from services.reward_api.sandbox import TaskFailure
 from services.reward_api.worker import wire
 from services.reward_api.worker.celery_app import EMBED, REFERENCE_KEY, RENDER_REFERENCE, SCORE_CHUNK, make_celery
 
@@ -43,14 +43,7 @@ class WorkerState:
     def backend(self) -> LocalBackend:
         with self._lock:
             if self._backend is None:
-                s = self.settings
-                pool = WorkerPool(
-                    workers=s.workers,
-                    timeout_s=s.render_timeout_s,
-                    memory_mb=s.worker_memory_mb,
-                    chunk_size=s.chunk_size,
-                )
-                self._backend = LocalBackend(pool)
+                self._backend = LocalBackend(render_pool(self.settings))
             return self._backend
 
     def reference(self, key: str | None) -> Canvas | None:

@@ -45,7 +45,7 @@ from services.reward_api.scoring import render_job, render_reference
 from services.reward_api.svg.policy import PolicyLimits
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared/data/svg_dev"
+DEFAULT_DATA = REPO / "data/svg_dev"
 
 
 def render_groups(data: Path, groups: int, size: int, group_size: int, seed: int) -> list[tuple[Canvas, list[Canvas]]]:

@@ -1,6 +1,6 @@
 """Throughput of the reward pipeline against the naive RLRF/VFig reward loop, in one run.
 
-Workload: every reference SVG of the corpus (``--data``, default ``<repo>/../shared/data/svg_dev``;
+Workload: every reference SVG of the corpus (``--data``, default ``<repo>/data/svg_dev``;
 ``--limit N`` keeps the first N by file name, ``--shuffle`` picks N at random instead) becomes one
 rollout group of ``--group`` G candidates: the reference itself, then G-1 copies perturbed as text
 (translate / rotate / scale / recolour / drop shapes / add a rect / combo; see ``bench/perturb.py``),
@@ -79,7 +79,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from bench.perturb import make_group
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared/data/svg_dev"
+DEFAULT_DATA = REPO / "data/svg_dev"
 DEFAULT_SIZES = (224, 512)
 WEIGHTS = {"pixel_l2": 1.0, "canny_l2": 1.0, "length": 0.1}  # the rlrf-im2svg profile
 IDENTITY_TOLERANCE = 1e-3  # the reference against itself must score 1 within this

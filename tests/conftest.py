@@ -11,13 +11,13 @@ from services.reward_api.core.settings import Settings
 from services.reward_api.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-SVG_DEV = REPO.parent / "shared" / "data" / "svg_dev"
+SVG_DEV = REPO / "data" / "svg_dev"
 
 
 def svg_dev_files() -> list[Path]:
     files = sorted(SVG_DEV.glob("*.svg"))
     if not files:
-        raise RuntimeError(f"svg_dev corpus not found at {SVG_DEV} (it ships beside the repo in shared/)")
+        raise RuntimeError(f"svg_dev corpus not found at {SVG_DEV} (it ships in the repository: is the clone complete?)")
     return files
 
 

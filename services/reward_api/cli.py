@@ -220,6 +220,8 @@ def _worker(args: argparse.Namespace) -> int:
             raise ConfigError("a gpu worker needs learned models: set RLRF_DREAMSIM_DIR and/or RLRF_CLIP_CHECKPOINT")
         state.models.check(features)  # a missing file fails here, before any task is taken
         state.models.load(features)
+    elif not state.backend.pool.wait_ready(120):  # take no task before the render processes can run it
+        raise ConfigError("render workers did not start within 120 s (see the log above)")
     threads = args.threads or (32 if args.queue == "gpu" else 4)
     try:
         app.worker_main(

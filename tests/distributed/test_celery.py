@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -185,3 +186,23 @@ def test_a_hot_reference_stays_correct_among_hundreds_of_others(system_redis: st
             assert [r.status for r in hot.results] == [Status.ok, Status.ok], (n, hot.results)
             cold = distributed.score_group(ScoreRequest(reference={"svg": _circle(n)}, completions=[_circle(n)]))
             assert cold.results[0].status is Status.ok, (n, cold.results)
+
+
+def test_a_worker_that_dies_is_started_again(system_redis: str) -> None:
+    """`rlrf worker` supervises its Celery worker: one that dies (as kombu's did on a Redis reconnect) comes
+    back by itself, and the service works again without anybody restarting anything."""
+    from services.reward_api.worker.celery_app import make_celery
+
+    settings = distributed_settings(system_redis)
+    with workers(settings) as (supervisor,), Pipeline.distributed(settings) as distributed:
+        children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+        assert len(children) == 1
+        os.kill(int(children[0]), signal.SIGKILL)
+        app = make_celery(settings)
+        deadline = time.monotonic() + 90
+        while not app.control.ping(timeout=0.5):
+            assert time.monotonic() < deadline, "the worker did not come back"
+        assert supervisor.poll() is None
+        result = distributed.score_group(ScoreRequest(reference={"svg": REF}, completions=[REF, h.GOOD]))
+        assert [r.status for r in result.results] == [Status.ok, Status.ok]
+    assert supervisor.poll() is not None  # SIGTERM to the group stopped the supervisor and its worker

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services._http import responses
 from services.judge_proxy.errors import UnauthorizedError
 from services.judge_proxy.rubrics import RUBRICS
 from services.judge_proxy.schemas import AxisInfo, JudgeRequest, JudgeResponse, RubricInfo, RubricsResponse
@@ -33,10 +34,11 @@ def require_token(request: Request) -> None:
 ServiceDep = Annotated[JudgeService, Depends(get_service)]
 
 api = APIRouter(prefix="/v1", tags=["judging"], dependencies=[Depends(require_token)])
+_ERRORS = responses(400, 401, 422, 500, 503)
 operations = APIRouter(tags=["operations"])
 
 
-@api.post("/judge", response_model=JudgeResponse)
+@api.post("/judge", response_model=JudgeResponse, responses=_ERRORS)
 async def judge(request: JudgeRequest, service: ServiceDep) -> JudgeResponse:
     """Judge each candidate against the reference image and/or prompt; results in candidate order.
 

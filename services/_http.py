@@ -1,16 +1,18 @@
-"""What both HTTP services (reward API, judge proxy) share: the error model and request counting.
+"""What both HTTP services (reward API, judge proxy) share: the error model, the 500 guard, counting.
 
 Every answer that is not a success has the body ``ErrorBody``: ``{"detail": str, "error": str}``
 plus, for a request that failed validation, ``errors`` (where and why, never the input itself:
 echoing input can fail to encode, e.g. a lone surrogate, and can be megabytes). The OpenAPI
 schema documents it per status through ``responses(...)``, so what a client reads is what the
-schema says. Starlette's own errors (404, 405, a body it cannot parse: 400), request validation
-(422) and anything unhandled (500) go through the handlers installed by ``install``; each service
-maps its own error tree to a status with its own handler, rendered by ``error_response``.
+schema says. Starlette's own errors (404, 405, a body it cannot parse: 400) and request
+validation (422) go through the handlers ``install`` adds, anything unhandled (500) through
+``Guard``; each service maps its own error tree to a status with its own handler, rendered by
+``error_response``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -20,6 +22,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 _MAX_ERRORS = 50  # validation issues listed; a 1,024-item list of wrong types must not answer 1,024 entries
 
@@ -111,23 +115,19 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return response
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette re-raises after answering, so the server logs the traceback.
-    return error_response(500, f"internal error ({type(exc).__name__}); it is logged", "InternalError")
-
-
 def install(app: FastAPI) -> None:
-    """Route validation, Starlette's HTTP errors and unhandled exceptions through ``ErrorBody``."""
+    """Route validation errors and Starlette's HTTP errors through ``ErrorBody`` (``Guard`` does the 500s)."""
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, _unhandled)
 
 
-class CountRequests:
-    """Counts every answer on ``paths`` by status, 500s from unhandled errors and 413s from outer layers included.
+class Guard:
+    """The outer layer: an unhandled error becomes a 500 in the error model, and answers are counted.
 
-    Outermost but for Starlette's error layer, so the status counted is the one the client gets.
-    ``count(app, path, status)`` does the counting (the metrics live on the app's state).
+    Added last, so it sees what the client gets, the 413s of outer size limits included. It
+    answers the 500 itself, rather than Starlette's error layer, which re-raises to the server:
+    uvicorn then drops the keep-alive connection, and the client's next request on it fails.
+    ``count(app, path, status)`` counts an answer on ``paths`` (the metrics live on the app's state).
     """
 
     def __init__(self, app: ASGIApp, *, paths: Collection[str], count: Callable[[Any, str, int], None]) -> None:
@@ -136,10 +136,10 @@ class CountRequests:
         self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500  # what the client gets when the app raises before answering
+        status: int | None = None
 
         async def watch(message: Message) -> None:
             nonlocal status
@@ -149,5 +149,14 @@ class CountRequests:
 
         try:
             await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.error("unhandled error on %s %s", scope.get("method"), scope["path"], exc_info=exc)
+            if status is not None:
+                raise  # too late for an answer of our own: the server closes the connection
+            status = 500
+            await error_response(500, f"internal error ({type(exc).__name__}); it is logged", "InternalError")(
+                scope, receive, send
+            )
         finally:
-            self.count(scope["app"], scope["path"], status)
+            if scope["path"] in self.paths:
+                self.count(scope["app"], scope["path"], status or 500)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services._http import CountRequests, error_response, install
+from services._http import Guard, error_response, install
 from services.judge_proxy.errors import JudgeProxyError
 from services.judge_proxy.routes import api, operations
 from services.judge_proxy.service import JudgeService
@@ -40,7 +40,7 @@ def create_app(settings: JudgeSettings | None = None, service: JudgeService | No
     app.include_router(operations)
     install(app)
     app.add_exception_handler(JudgeProxyError, _judge_proxy_error)  # type: ignore[arg-type]
-    app.add_middleware(CountRequests, paths=("/v1/judge",), count=_count)
+    app.add_middleware(Guard, paths=("/v1/judge",), count=_count)
     return app
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services._http import CountRequests, error_response, install
+from services._http import Guard, error_response, install
 from services.reward_api.api.routes import dashboard, health, openrlhf, score
 from services.reward_api.api.service import RewardService
 from services.reward_api.core.errors import OverloadedError, RewardError
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     install(app)
     app.add_exception_handler(RewardError, _reward_error)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(CountRequests, paths=_COUNTED, count=_count)  # added last: outside BodyLimit, counts its 413s
+    app.add_middleware(Guard, paths=_COUNTED, count=_count)  # added last: outside BodyLimit, counts its 413s
     return app
 
 

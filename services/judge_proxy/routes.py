@@ -35,6 +35,8 @@ ServiceDep = Annotated[JudgeService, Depends(get_service)]
 
 api = APIRouter(prefix="/v1", tags=["judging"], dependencies=[Depends(require_token)])
 _ERRORS = responses(400, 401, 422, 500, 503)
+_NOT_READY = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
+_PROMETHEUS = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
 operations = APIRouter(tags=["operations"])
 
 
@@ -51,7 +53,7 @@ async def judge(request: JudgeRequest, service: ServiceDep) -> JudgeResponse:
         service.metrics.request_seconds.observe(time.monotonic() - started)
 
 
-@api.get("/rubrics", response_model=RubricsResponse)
+@api.get("/rubrics", response_model=RubricsResponse, responses=responses(401))
 async def rubrics() -> RubricsResponse:
     """Registered rubrics: name, version, required inputs, axes with ranges and weights, verdict schema."""
     return RubricsResponse(
@@ -78,7 +80,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@operations.get("/readyz")
+@operations.get("/readyz", responses=_NOT_READY)
 async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
     """Readiness: at least one backend configured and, with caching on, Redis answers."""
     state = await service.readiness()
@@ -87,7 +89,7 @@ async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
     return {"status": "ok" if state["ready"] else "not ready", **state}
 
 
-@operations.get("/metrics")
+@operations.get("/metrics", response_class=Response, responses=_PROMETHEUS)
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format: calls by outcome, cache, retries, tokens, cost, latency."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -58,8 +58,25 @@ class ReferenceIn(BaseModel):
         return self
 
 
+_CIRCLE = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="{r}"/></svg>'
+
+
 class ScoreRequest(BaseModel):
     """One rollout group: a reference and the G completions sampled for it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "im2svg",
+                    "reference": {"svg": _CIRCLE.format(r=4)},
+                    "completions": [f"```svg\n{_CIRCLE.format(r=3)}\n```", "no idea"],
+                    "completion_tokens": [40, 2],
+                    "step": 10,
+                }
+            ]
+        }
+    )
 
     task: Literal["im2svg", "text2svg"] = "im2svg"
     reference: ReferenceIn

@@ -63,7 +63,7 @@ class BackendError(RewardError):
 
 
 class OverloadedError(RewardError):
-    """Raised when admitting a request would exceed ``max_inflight_rollouts``."""
+    """Raised when admitting a request would exceed the in-flight limit (``Settings.inflight_limit``)."""
 
     http_status = 429
 

@@ -3,7 +3,7 @@
 Every answer that is not a success has the body ``ErrorBody``: ``{"detail": str, "error": str}``
 plus, for a request that failed validation, ``errors`` (where and why, never the input itself:
 echoing input can fail to encode, e.g. a lone surrogate, and can be megabytes). The OpenAPI
-schema documents it per status through ``responses(...)``, so what a client reads is what the
+schema documents it per status through ``error_responses(...)``, so what a client reads is what the
 schema says. Starlette's own errors (404, 405, a body it cannot parse: 400) and request
 validation (422) go through the handlers ``install`` adds, anything unhandled (500) through
 ``Guard``; each service maps its own error tree to a status with its own handler, rendered by
@@ -59,7 +59,7 @@ _DESCRIPTIONS = {
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
 
-def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: the documented error statuses, each with ``ErrorBody``."""
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services._http import responses
+from services._http import error_responses
 from services.judge_proxy.errors import UnauthorizedError
 from services.judge_proxy.rubrics import RUBRICS
 from services.judge_proxy.schemas import AxisInfo, JudgeRequest, JudgeResponse, RubricInfo, RubricsResponse
@@ -34,7 +34,7 @@ def require_token(request: Request) -> None:
 ServiceDep = Annotated[JudgeService, Depends(get_service)]
 
 api = APIRouter(prefix="/v1", tags=["judging"], dependencies=[Depends(require_token)])
-_ERRORS = responses(400, 401, 422, 500, 503)
+_ERRORS = error_responses(400, 401, 422, 500, 503)
 _NOT_READY = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
 _PROMETHEUS = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
 operations = APIRouter(tags=["operations"])
@@ -53,7 +53,7 @@ async def judge(request: JudgeRequest, service: ServiceDep) -> JudgeResponse:
         service.metrics.request_seconds.observe(time.monotonic() - started)
 
 
-@api.get("/rubrics", response_model=RubricsResponse, responses=responses(401))
+@api.get("/rubrics", response_model=RubricsResponse, responses=error_responses(401))
 async def rubrics() -> RubricsResponse:
     """Registered rubrics: name, version, required inputs, axes with ranges and weights, verdict schema."""
     return RubricsResponse(

@@ -18,14 +18,16 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, ValidationError
 
-from services._http import responses
+from services._http import error_responses
 from services.reward_api.api.deps import ServiceDep, require_token
 from services.reward_api.core.errors import BackendError, InvalidRequestError
 from services.reward_api.core.results import Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 
 router = APIRouter(
-    tags=["openrlhf"], dependencies=[Depends(require_token)], responses=responses(400, 401, 413, 422, 429, 500, 503)
+    tags=["openrlhf"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(400, 401, 413, 422, 429, 500, 503),
 )
 
 

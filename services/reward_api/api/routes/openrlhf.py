@@ -18,12 +18,17 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, ValidationError
 
+from services._http import error_responses
 from services.reward_api.api.deps import ServiceDep, require_token
 from services.reward_api.core.errors import BackendError, InvalidRequestError
 from services.reward_api.core.results import Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 
-router = APIRouter(tags=["openrlhf"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    tags=["openrlhf"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(400, 401, 413, 422, 429, 500, 503),
+)
 
 
 class OpenRLHFRequest(BaseModel):
@@ -47,10 +52,13 @@ async def openrlhf_reward(request: OpenRLHFRequest, service: ServiceDep) -> Open
     for index, label in enumerate(request.labels):
         groups.setdefault(label, []).append(index)
     responses = [_response(q, request.prompts[i] if request.prompts else None) for i, q in enumerate(request.query)]
-    score_requests = [
-        ScoreRequest(reference=_reference(label), completions=[responses[i] for i in members])
-        for label, members in groups.items()
-    ]
+    try:
+        score_requests = [
+            ScoreRequest(reference=_reference(label), completions=[responses[i] for i in members])
+            for label, members in groups.items()
+        ]
+    except ValidationError as exc:  # e.g. more samples under one label than a group may hold
+        raise InvalidRequestError(f"these samples do not form valid rollout groups: {exc}") from None
     results = await service.score_groups(score_requests)
     per_sample: list[Any] = [None] * len(request.query)
     for members, group in zip(groups.values(), results):

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         16_384, ge=1, description="Rollouts queued or scoring at once; beyond it requests get 429 (back-pressure)."
     )
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
+    openrlhf_hold_s: float = Field(
+        150.0,
+        ge=0,
+        description="How long POST /openrlhf/reward keeps re-scoring rollouts that hit an infrastructure error "
+        "(or a 429) before it answers 503; OpenRLHF 0.11 gives up on a request after 180 s, then 5 tries 1 s apart.",
+    )
 
     # Distributed mode (Celery on Redis) -------------------------------------------------------
     backend: Literal["embedded", "celery"] = Field(

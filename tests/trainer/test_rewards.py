@@ -213,7 +213,9 @@ def test_verl_infrastructure_error_raises_for_every_waiting_sample(settings: Set
         monkeypatch.setattr(verl, "_async_client", None)
 
         async def both() -> list[object]:
-            return list(await asyncio.gather(*(verl.compute_score("svg", s, A) for s in (A, "x")), return_exceptions=True))
+            return list(
+                await asyncio.gather(*(verl.compute_score("svg", s, A) for s in (A, "x")), return_exceptions=True)
+            )
 
         got = asyncio.run(both())
     assert isinstance(got[0], trainer.RewardServiceError) and "closed" in str(got[0])

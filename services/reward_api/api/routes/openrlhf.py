@@ -73,7 +73,9 @@ async def _score_holding(
     out: dict[int, RolloutResult] = {}
     attempt = 0
     while True:
-        requests = [ScoreRequest(reference=ref, completions=[responses[i] for i in members]) for ref, members in pending]
+        requests = [
+            ScoreRequest(reference=ref, completions=[responses[i] for i in members]) for ref, members in pending
+        ]
         failed: list[tuple[ReferenceIn, list[int]]] = []
         try:
             results = await service.score_groups(requests)
@@ -110,4 +112,3 @@ def _reference(label: str) -> ReferenceIn:
         except (json.JSONDecodeError, ValidationError) as exc:
             raise InvalidRequestError(f"label is neither SVG code nor a reference object: {exc}") from None
     return ReferenceIn(svg=label)
-

@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import verl
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-import verl
 from verl import DataProto
 
 REPO = Path(__file__).resolve().parents[2]

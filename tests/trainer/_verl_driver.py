@@ -71,30 +71,10 @@ def data_proto(tokenizer: Any, cases: list[dict[str, Any]], *, prompts: bool) ->
     return DataProto.from_dict(tensors=tensors, non_tensors=objects)
 
 
-def tiny_tokenizer(directory: str, corpus: list[str]) -> Any:
-    """A byte-level BPE trained here on the cases' SVG text (no hub download), saved for verl to load."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    if not Path(directory, "tokenizer.json").exists():
-        bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        bpe.decoder = decoders.ByteLevel()
-        bpe.train_from_iterator(
-            corpus,
-            trainers.BpeTrainer(
-                vocab_size=600,
-                special_tokens=["<unk>", "<pad>", "<eos>"],
-                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            ),
-        )
-        fast = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
-        fast.save_pretrained(directory)
-    return AutoTokenizer.from_pretrained(directory)
-
-
 def main() -> None:
     mode, tokenizer_dir, cases = sys.argv[1], sys.argv[2], json.loads(Path(sys.argv[3]).read_text())
+    from tests.trainer._tiny_tokenizer import tiny_tokenizer
+
     tokenizer = tiny_tokenizer(tokenizer_dir, [c["response"] for c in cases] + [c["ground_truth"] for c in cases])
     out: dict[str, Any] = {"verl": verl.__version__}
     if mode == "config":

@@ -2,7 +2,7 @@
 # The trainers' own virtual environments, for the tests that drive their code (tests/trainer/).
 #   .venv-verl      verl 0.9.1 with its own pins (transformers < 5.11, which the main .venv cannot hold)
 #   .venv-openrlhf  OpenRLHF 0.11.2 without its GPU stack: `--no-deps`, then exactly what its
-#                   reward client, experience code and argument parser import (deepspeed, flash-attn
+#                   reward client and argument parser import (deepspeed, flash-attn
 #                   and vllm do not build on a CPU box; the tests stub the modules that need them)
 # Both use the local CPU torch wheel (torch 2.13.0+cpu) and add httpx for our client, which the
 # tests load from the checkout (PYTHONPATH), as `pkg://trainer.verl` would from an install.

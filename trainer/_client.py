@@ -141,6 +141,11 @@ class AsyncRewardClient:
     async def score(self, group: Group) -> dict[str, Any]:
         return await self._post("/score", dict(group))
 
+    async def score_batch(self, groups: Sequence[Group]) -> list[dict[str, Any]]:
+        """Several groups in one ``POST /score/batch`` (at most 256)."""
+        groups_out: list[dict[str, Any]] = (await self._post("/score/batch", {"groups": list(groups)}))["groups"]
+        return groups_out
+
     async def score_groups(self, groups: Sequence[Group]) -> list[dict[str, Any]]:
         """Send the groups concurrently, one ``POST /score`` each; results in order."""
         return list(await asyncio.gather(*(self.score(g) for g in groups)))

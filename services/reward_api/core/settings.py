@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         1, ge=1, description="Least Retry-After sent with 429; it grows with the recent time a request takes."
     )
+    openrlhf_hold_s: float = Field(
+        150.0,
+        ge=0,
+        description="How long POST /openrlhf/reward keeps re-scoring rollouts that hit an infrastructure error "
+        "(or a 429) before it answers 503; OpenRLHF 0.11 gives up on a request after 180 s, then 5 tries 1 s apart.",
+    )
 
     # Distributed mode (Celery on Redis) -------------------------------------------------------
     backend: Literal["embedded", "celery"] = Field(

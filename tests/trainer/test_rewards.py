@@ -145,6 +145,21 @@ def test_client_retries_honour_retry_after_and_never_retry_4xx() -> None:
         asyncio.run(down.score({}))
 
 
+def test_back_pressure_is_waited_out_without_using_up_retries() -> None:
+    """Ten 429s in a row, then an answer: a client with 1 retry still gets it; past overload_wait_s it gives up."""
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"})] * 10 + [httpx.Response(200, json={"ok": 1})])
+    patient = trainer.RewardClient("http://service", transport=httpx.MockTransport(lambda r: next(answers)), retries=1)
+    assert patient.score({"reference": {"svg": A}, "completions": [A]}) == {"ok": 1}
+
+    busy = trainer.AsyncRewardClient(
+        "http://service",
+        transport=httpx.MockTransport(lambda r: httpx.Response(429, headers={"Retry-After": "1"})),
+        overload_wait_s=1.5,
+    )
+    with pytest.raises(trainer.ServiceUnavailable, match="after 2 attempts: 429"):
+        asyncio.run(busy.score({}))
+
+
 def test_token_counts_are_used_only_with_reference_tokens(url: str) -> None:
     (length,) = trainer.get_component_rewards(url, ["length"])
     with_tokens = asyncio.run(

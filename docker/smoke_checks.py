@@ -80,9 +80,20 @@ def check_basic(url: str, ready_timeout_s: float) -> None:
 
 def container(project: str, service: str) -> str:
     out = subprocess.run(
-        ["podman", "ps", "-a", "-q", "--filter", f"label=io.podman.compose.project={project}",
-         "--filter", f"label=io.podman.compose.service={service}"],
-        capture_output=True, text=True, check=True, timeout=60,
+        [
+            "podman",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            f"label=io.podman.compose.project={project}",
+            "--filter",
+            f"label=io.podman.compose.service={service}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.split()
     if len(out) != 1:
         raise SystemExit(f"FAIL: expected one {service} container of {project}, found {out}")
@@ -100,7 +111,7 @@ def during_request(url: str, completions: list[str], fault: Any) -> tuple[dict[s
     def run() -> None:
         try:
             outcome["data"], outcome["elapsed"] = score(url, completions)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
@@ -145,10 +156,12 @@ def check_worker_kill(url: str, project: str) -> None:
 def check_redis_restart(url: str, project: str, deadline_s: float, recover_s: float) -> int:
     """Restart the Redis container mid-request (no persistence: the queue goes with it).
 
-    Every rollout must come back once; ``error`` only once the request deadline has passed; then
-    /readyz must be 200 again and a new group must score.
+    Eight chunks of four, each led by a 3 s render: the worker holds four (four threads, prefetch 1),
+    the other four are still queued in Redis when it goes. Every rollout must come back once;
+    ``error`` only once the request deadline has passed; then /readyz must be 200 again and a new
+    group must score.
     """
-    completions = [SLOW, GOOD, GOOD, GOOD] * 2
+    completions = [SLOW, GOOD, GOOD, GOOD] * 8
     redis_id = container(project, "redis")
 
     def fault() -> None:
@@ -163,7 +176,8 @@ def check_redis_restart(url: str, project: str, deadline_s: float, recover_s: fl
         details = [r.get("detail") for r in data["results"] if r["status"] == "error"][:2]
         problems.append(f"'error' after {elapsed:.1f} s, before the {deadline_s:.0f} s deadline: {details}")
     if "error" in statuses:
-        problems.append(f"{statuses.count('error')} of {len(statuses)} rollouts lost with the broker (error at the deadline)")
+        lost = statuses.count("error")
+        problems.append(f"{lost} of {len(statuses)} rollouts lost with the broker (error at the deadline)")
     started = time.monotonic()
     ready: object = None
     while time.monotonic() - started < recover_s:
@@ -179,8 +193,9 @@ def check_redis_restart(url: str, project: str, deadline_s: float, recover_s: fl
         problems.append(f"/readyz not 200 within {recover_s:.0f} s of the restart (last: {ready})")
     try:
         after, took = score(url, [GOOD], timeout_s=deadline_s + 30)
-        if after["results"][0]["status"] != "ok":
-            problems.append(f"a group after the restart: {after['results'][0]['status']} {after['results'][0].get('detail')}")
+        first = after["results"][0]
+        if first["status"] != "ok":
+            problems.append(f"a group after the restart: {first['status']} {first.get('detail')}")
         else:
             say(f"a group after the restart scored in {took:.1f} s")
     except SystemExit as exc:

@@ -102,6 +102,7 @@ class Arm:
     note: str = ""
     failures: dict[str, int] = field(default_factory=dict)  # outcome -> count, for what did not score ok
     cpu_s: dict[str, float] = field(default_factory=dict)  # role -> CPU-seconds over the timed run
+    api_threads_s: dict[str, float] = field(default_factory=dict)  # the API process's CPU-seconds by thread
 
     @property
     def rate(self) -> float:
@@ -152,14 +153,24 @@ class CpuMeter:
                 continue
         return seen
 
+    def _threads(self) -> dict[int, float]:
+        return {th.id: th.user_time + th.system_time for th in self._psutil.Process().threads()}
+
     def start(self) -> None:
         self._start = {role: self._sample(members) for role, members in self.roles.items()}
+        self._threads_start = self._threads()
 
     def stop(self) -> dict[str, float]:
         out = {}
         for role, members in self.roles.items():
             end, begin = self._sample(members), self._start.get(role, {})
             out[role] = sum(max(0.0, v - begin.get(pid, 0.0)) for pid, v in end.items())
+        # This process by thread: where the API's own share goes (collector, callers, dispatcher).
+        names = {th.native_id: th.name.split("_")[0].rstrip("-0123456789") for th in threading.enumerate()}
+        self.threads: dict[str, float] = {}
+        for tid, cpu in self._threads().items():
+            name = names.get(tid, "other")
+            self.threads[name] = self.threads.get(name, 0.0) + max(0.0, cpu - self._threads_start.get(tid, 0.0))
         return out
 
 
@@ -359,6 +370,7 @@ def run_ours(
     note = f"Pipeline.embedded, renderer {settings.renderer}, chunk_size {settings.chunk_size}, {mode}"
     name = f"ours x{concurrency}"
     arm = Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, _failures(scores), cpu)
+    arm.api_threads_s = meter.threads
     return arm, scores
 
 
@@ -542,7 +554,9 @@ def run_celery(
         f"chunks of {settings.celery_chunk_size}"
     )
     name = f"celery x{concurrency}" + (f" chunk {chunk}" if chunk else "")
-    return Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, {}, cpu)
+    arm = Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, {}, cpu)
+    arm.api_threads_s = meter.threads
+    return arm
 
 
 # agreement of ours and the baseline --------------------------------------------------------------
@@ -689,6 +703,10 @@ def report_size(size: int, arms: list[Arm], agree: dict[str, Any] | None, groups
         if a.cpu_s:
             parts = ", ".join(f"{role} {1e3 * s / a.samples:.1f}" for role, s in a.cpu_s.items())
             lines.append(f"- {a.arm} CPU-s per 1000 rewards by process: {parts}")
+        if a.api_threads_s:
+            busy = sorted(a.api_threads_s.items(), key=lambda kv: -kv[1])
+            parts = ", ".join(f"{name} {1e3 * s / a.samples:.2f}" for name, s in busy if s > 0)
+            lines.append(f"  - of which the api process by thread: {parts}")
     for a in arms:
         latency = ""
         if a.group_latency_ms:

@@ -70,9 +70,9 @@ def remove_stale() -> None:
     for line in listed.splitlines():
         name = line.split()[0] if line.split() else ""
         parts = name.split("-")
-        if name.startswith(PREFIX + "-") and len(parts) >= 4 and parts[2].isdigit():
-            if not Path(f"/proc/{parts[2]}").exists():
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+        mine = name.startswith(PREFIX + "-") and len(parts) >= 4 and parts[2].isdigit()
+        if mine and not Path(f"/proc/{parts[2]}").exists():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
 
 
 def _has_netem(namespace: str) -> bool:
@@ -90,41 +90,53 @@ class Link:
 
     namespace: str
     netem: bool
+    hub: str = ""  # the hub namespace and the bridge port of this link: shaped too, for the way in
+    port: str = ""
     state: str = "up"
 
     def cut(self) -> None:
         """Drop every packet in and out of eth0 (no RST, no ICMP): a partition."""
         rules = (
             "table inet cut {\n"
-            " chain in { type filter hook input priority -300; policy accept; iifname \"eth0\" drop; }\n"
-            " chain out { type filter hook output priority -300; policy accept; oifname \"eth0\" drop; }\n"
+            ' chain in { type filter hook input priority -300; policy accept; iifname "eth0" drop; }\n'
+            ' chain out { type filter hook output priority -300; policy accept; oifname "eth0" drop; }\n'
             "}\n"
         )
         subprocess.run(
             ["ip", "netns", "exec", self.namespace, "nft", "-f", "-"],
-            input=rules, text=True, capture_output=True, timeout=20, check=True,
+            input=rules,
+            text=True,
+            capture_output=True,
+            timeout=20,
+            check=True,
         )
         self.state = "cut"
 
     def slow(self, *, delay_ms: int = 300, rate_kbit: int = 256) -> str:
-        """Slow eth0 down (both directions are shaped at the sender: see Cluster.slow_both)."""
+        """Slow the link down both ways: eth0 shapes what the host sends, the bridge port what it gets."""
         if self.netem:
             qdisc = ["netem", "delay", f"{delay_ms}ms", "rate", f"{rate_kbit}kbit"]
         else:
             qdisc = ["tbf", "rate", f"{rate_kbit}kbit", "burst", "4kb", "latency", "2s"]
         _netns(self.namespace, "tc", "qdisc", "replace", "dev", "eth0", "root", *qdisc)
+        if self.hub:
+            _netns(self.hub, "tc", "qdisc", "replace", "dev", self.port, "root", *qdisc)
         self.state = "slow"
         return " ".join(qdisc)
 
     def restore(self) -> None:
         subprocess.run(
             ["ip", "netns", "exec", self.namespace, "nft", "delete", "table", "inet", "cut"],
-            capture_output=True, timeout=20,
+            capture_output=True,
+            timeout=20,
         )
-        subprocess.run(
-            ["ip", "netns", "exec", self.namespace, "tc", "qdisc", "del", "dev", "eth0", "root"],
-            capture_output=True, timeout=20,
-        )
+        for namespace, device in ((self.namespace, "eth0"), (self.hub, self.port)):
+            if namespace:
+                subprocess.run(
+                    ["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root"],
+                    capture_output=True,
+                    timeout=20,
+                )
         self.state = "up"
 
 
@@ -141,10 +153,20 @@ class Host:
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.namespace, *argv],
-                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.procs.append(proc)
         return proc
+
+    def run(self, argv: list[str], *, timeout: float = 20) -> int:
+        """Run ``argv`` in this host to completion; its exit status."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.namespace, *argv], capture_output=True, timeout=timeout
+        ).returncode
 
     def stop(self, *, grace_s: float = 15) -> None:
         for proc in self.procs:
@@ -190,12 +212,13 @@ class Cluster:
             self._add_namespace(namespace)
             port = f"p{index}"
             # The pair is made in the hub; eth0 then moves into the host's namespace.
-            _netns(self.hub, "ip", "link", "add", "name", port, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+            peer = ["peer", "name", "eth0", "netns", namespace]
+            _netns(self.hub, "ip", "link", "add", "name", port, "type", "veth", *peer)
             _netns(self.hub, "ip", "link", "set", port, "master", "br0", "up")
             address = f"{SUBNET}.{index}"
             _netns(namespace, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
             _netns(namespace, "ip", "link", "set", "eth0", "up")
-            self.hosts[name] = Host(name, namespace, address, Link(namespace, netem))
+            self.hosts[name] = Host(name, namespace, address, Link(namespace, netem, self.hub, port))
 
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]

@@ -22,8 +22,7 @@
 #   4. the cpu-worker container SIGKILLed mid-request and started again: every rollout answered once,
 #      none an error;
 #   5. the Redis container restarted mid-request: every rollout answered once, `error` only past the
-#      deadline, then ready and scoring again. Known to fail until issue 13 (Redis resilience of the
-#      Celery backend) lands: reported as KNOWN FAILURE and not fatal unless RLRF_SMOKE_STRICT=1.
+#      deadline, then ready and scoring again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -158,23 +157,8 @@ step "compose stack: SIGKILL the cpu-worker container mid-request"
 PASSED=$((PASSED + 1))
 
 step "compose stack: restart the Redis container mid-request"
-set +e
 "$PYTHON" docker/smoke_checks.py redis-restart --url "http://127.0.0.1:$API_PORT" --project "$PROJECT" \
-  --deadline "$DEADLINE_S" --ready-timeout 120
-redis_rc=$?
-set -e
-KNOWN=0
-if [ "$redis_rc" -eq 3 ]; then
-  logs
-  echo "== smoke KNOWN FAILURE (issue 13, Redis resilience of the Celery backend): the Redis-restart check failed as above"
-  [ "${RLRF_SMOKE_STRICT:-0}" = 1 ] && exit 1
-  KNOWN=1
-elif [ "$redis_rc" -ne 0 ]; then
-  exit "$redis_rc"
-else
-  PASSED=$((PASSED + 1))
-  echo "== smoke: the Redis-restart check passed (issue 13 fixed? then set RLRF_SMOKE_STRICT=1 in .ci/run)"
-fi
+  --deadline "$DEADLINE_S" --ready-timeout 120 || { logs; exit 1; }
+PASSED=$((PASSED + 1))
 step "done"
-# The known failure counts as skipped (not fatal; reported above).
-echo "smoke: $PASSED passed, 0 failed, $KNOWN skipped"
+echo "smoke: $PASSED passed, 0 failed"

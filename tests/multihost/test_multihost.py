@@ -192,9 +192,9 @@ def test_hosts_are_isolated_and_the_stack_scores(stack_factory: Any) -> None:
 
 
 @pytest.mark.xfail(
-    reason="intermittent (1 of 8 runs on the loaded 2-core machine): one chunk held by the partitioned worker was "
-    "never redelivered and its 4 rollouts came back as error at the 60 s deadline; the API-side resend of lost "
-    "tasks (issue 13, worker/backend.py) is what covers it",
+    reason="intermittent (1 of 8 runs on the loaded 2-core machine, before the sweep lock expiry was cut from "
+    "kombu's 300 s to a quarter visibility timeout): one chunk held by the partitioned worker was never "
+    "redelivered and its 4 rollouts came back as error at the 60 s deadline",
     strict=False,
 )
 def test_worker_link_cut_mid_task_its_chunks_come_back_from_the_other_worker(stack_factory: Any) -> None:

@@ -55,6 +55,9 @@ def make_celery(settings: Settings) -> Celery:
             # kombu's default sweep period is ~100 s whatever the timeout.
             "unacked_restore_interval": max(1, int(settings.visibility_timeout_s / 4)),
             "unacked_restore_throttle": 1,
+            # The sweep takes a lock in Redis; a worker cut off while holding it (a partition) must not stop
+            # everyone else's sweep for kombu's default 300 s.
+            "unacked_mutex_expire": max(5, int(settings.visibility_timeout_s / 4)),
             # A Redis that vanishes without closing the socket must not hang a publish forever, and a pooled
             # connection that died during a partition is found (PING) before it is used again.
             "socket_timeout": 10,

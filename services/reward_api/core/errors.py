@@ -9,7 +9,8 @@
     ├── UnknownProfileError     a profile or component name that does not exist
     ├── UnavailableComponentError  a component this server is not configured for (no weights, no judge)
     ├── OverloadedError         too many rollouts in flight: back-pressure (HTTP 429, Retry-After)
-    └── UnauthorizedError       missing or wrong bearer token (HTTP 401)
+    ├── UnauthorizedError       missing or wrong bearer token (HTTP 401)
+    └── NotFoundError           a run or step the dashboard does not hold (HTTP 404)
 
 Per-rollout problems are not exceptions: they become a ``Status`` on that rollout.
 """
@@ -75,3 +76,9 @@ class UnauthorizedError(RewardError):
     """Raised when ``RLRF_API_TOKEN`` is set and the request does not carry it."""
 
     http_status = 401
+
+
+class NotFoundError(RewardError):
+    """Raised for a run or step the dashboard does not hold (never seen, or dropped from its ring)."""
+
+    http_status = 404

@@ -33,6 +33,10 @@ class ScoreRequest(BaseModel):
     weights: dict[str, float] | None = Field(None, description="Per-component weight overrides.")
     step: int | None = Field(None, ge=0, description="Training step, for weight warm-up schedules.")
     request_id: str | None = None
+    run_id: str | None = Field(
+        None, max_length=128, description="Training run, for the dashboard's run view and the per-run metrics."
+    )
+    renders: bool = Field(False, description="Also return small PNG thumbnails of the reference and each render.")
 
     @model_validator(mode="after")
     def _tokens_match(self) -> ScoreRequest:

@@ -62,7 +62,7 @@ def test_run_view_aggregates_real_traffic_per_step(settings: Settings, pipeline:
 
         listing = httpx.get(f"{base}/dashboard/runs", timeout=10).json()
         assert [r["run_id"] for r in listing["runs"]] == ["default", "exp-2", "exp-1"]
-        run = httpx.get(f"{base}/dashboard/runs/exp-1", timeout=10).json()
+        run = httpx.get(f"{base}/dashboard/run?run=exp-1", timeout=10).json()
         assert [s["step"] for s in run["steps"]] == list(range(6))
         for s in run["steps"]:
             results = answers[s["step"]]
@@ -95,7 +95,7 @@ def test_run_view_aggregates_real_traffic_per_step(settings: Settings, pipeline:
         assert listing["runs"][2]["alerts"] == run["alerts"]
 
         # The chosen step's best and worst rollouts, rendered, beside the reference.
-        step = httpx.get(f"{base}/dashboard/runs/exp-1/steps/4", timeout=10).json()
+        step = httpx.get(f"{base}/dashboard/step?run=exp-1&step=4", timeout=10).json()
         assert len(step["best"]) == 3 and len(step["worst"]) == 3
         best_rewards = [r["reward"] for r in step["best"]]
         assert best_rewards == sorted(best_rewards, reverse=True)
@@ -104,8 +104,8 @@ def test_run_view_aggregates_real_traffic_per_step(settings: Settings, pipeline:
         assert step["best"][0]["status"] == "ok" and step["best"][0]["image"].startswith("data:image/png;base64,")
         assert all(r["reference"].startswith("data:image/png;base64,") for r in step["best"] + step["worst"])
         assert any(r["image"] is None and r["status"] in ("no_svg", "truncated") for r in step["worst"])
-        assert httpx.get(f"{base}/dashboard/runs/exp-1/steps/99", timeout=10).status_code == 404
-        assert httpx.get(f"{base}/dashboard/runs/nope", timeout=10).status_code == 404
+        assert httpx.get(f"{base}/dashboard/step?run=exp-1&step=99", timeout=10).status_code == 404
+        assert httpx.get(f"{base}/dashboard/run?run=nope", timeout=10).status_code == 404
 
         # The same aggregates in /metrics: bounded labels, no step label.
         metrics = _metrics(base)
@@ -180,12 +180,32 @@ def test_runs_steps_and_labels_stay_bounded(
                 assert httpx.post(f"{base}/score", json=body, timeout=60).status_code == 200
         listing = httpx.get(f"{base}/dashboard/runs", timeout=10).json()
         assert [r["run_id"] for r in listing["runs"]] == ["c", "b"]  # "a" dropped: the least recently updated
-        steps = httpx.get(f"{base}/dashboard/runs/c", timeout=10).json()["steps"]
+        steps = httpx.get(f"{base}/dashboard/run?run=c", timeout=10).json()["steps"]
         assert [s["step"] for s in steps] == [2, 3, 4]  # a ring of 3
         assert [s["renders"] for s in steps] == [False, True, True]  # thumbnails for the newest 2 only
-        assert httpx.get(f"{base}/dashboard/runs/a", timeout=10).status_code == 404
+        assert httpx.get(f"{base}/dashboard/run?run=a", timeout=10).status_code == 404
         runs_labelled = {lab["run"] for lab, _ in _metrics(base)["rlrf_run_step"]}
         assert runs_labelled == {"b", "c"}
+
+
+def test_any_run_name_works_and_the_run_view_needs_the_token(settings: Settings, pipeline: Pipeline) -> None:
+    from pydantic import SecretStr
+
+    app = create_app(settings.model_copy(update={"api_token": SecretStr("s3cret")}), pipeline)
+    auth = {"Authorization": "Bearer s3cret"}
+    name = "out/grpo run #1?&"  # TRL's default run name is the output directory
+    body = {"reference": {"svg": REFERENCE}, "completions": [CANDIDATES["exact"]], "step": 7, "run_id": name}
+    with running(app) as base:
+        assert httpx.post(f"{base}/score", json=body, headers=auth, timeout=60).status_code == 200
+        for path in ("/dashboard/runs", "/dashboard/run", "/dashboard/step"):
+            assert httpx.get(f"{base}{path}", params={"run": name, "step": 7}, timeout=10).status_code == 401
+        run = httpx.get(f"{base}/dashboard/run", params={"run": name}, headers=auth, timeout=10).json()
+        assert run["run_id"] == name and [s["step"] for s in run["steps"]] == [7]
+        step = httpx.get(f"{base}/dashboard/step", params={"run": name, "step": 7}, headers=auth, timeout=10).json()
+        assert step["best"][0]["reward"] == pytest.approx(step["reward"]["max"])
+        assert httpx.post(f"{base}/score", json={**body, "run_id": "x" * 129}, headers=auth).status_code == 422
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        assert 'rlrf_run_step{run="out/grpo run #1?&"} 7.0' in metrics
 
 
 def test_invented_flags_are_capped_per_run_and_errors_alert() -> None:

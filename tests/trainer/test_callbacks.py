@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -74,7 +75,7 @@ def test_renders_rewards_statuses_and_flags_land_in_tensorboard(
         callback = RenderLogCallback(funcs, every_n_steps=3, max_groups=1, max_rollouts=3, log_dir=tmp_path / "tb")
         args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=["tensorboard"])
         rewards = _drive(callback, funcs, args, range(5))
-        steps = {s["step"] for s in __import__("httpx").get(f"{url}/dashboard/runs/tb-run").json()["steps"]}
+        steps = {s["step"] for s in httpx.get(f"{url}/dashboard/run?run=tb-run").json()["steps"]}
     assert steps == set(range(5))  # the run id reached the service's run view
 
     events = _tensorboard_events(tmp_path / "tb")
@@ -98,8 +99,6 @@ def test_renders_rewards_statuses_and_flags_land_in_tensorboard(
 
 
 def test_nothing_is_asked_or_logged_without_the_callback(settings: Settings, pipeline: Pipeline) -> None:
-    import httpx
-
     import trainer
 
     with running(create_app(settings, pipeline)) as url:

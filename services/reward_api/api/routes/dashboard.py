@@ -46,16 +46,18 @@ def dashboard_runs(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/dashboard/runs/{run_id}", dependencies=[Depends(require_token)])
-def dashboard_run(run_id: str, service: ServiceDep) -> dict[str, Any]:
+# The run id is a query parameter, not a path segment: a run name may hold "/" (TRL's default run
+# names are output directories).
+@router.get("/dashboard/run", dependencies=[Depends(require_token)])
+def dashboard_run(service: ServiceDep, run: str) -> dict[str, Any]:
     """One run's per-step aggregates (mean and spread of the total and components, shares, latency)."""
-    return service.runs.run(run_id)
+    return service.runs.run(run)
 
 
-@router.get("/dashboard/runs/{run_id}/steps/{step}", dependencies=[Depends(require_token)])
-def dashboard_step(run_id: str, step: int, service: ServiceDep) -> dict[str, Any]:
+@router.get("/dashboard/step", dependencies=[Depends(require_token)])
+def dashboard_step(service: ServiceDep, run: str, step: int) -> dict[str, Any]:
     """One step's aggregates and its best and worst rollouts' thumbnails beside their references."""
-    return service.runs.step(run_id, step)
+    return service.runs.step(run, step)
 
 
 @router.get("/dashboard", response_class=HTMLResponse)

@@ -70,6 +70,20 @@ def test_concurrent_callers(pool: WorkerPool) -> None:
         assert [(ctx, item) for ctx, item, _ in out] == [(n, f"{n}-{i}") for i in range(10)]  # type: ignore[misc]
 
 
+def test_a_hot_context_survives_hundreds_of_others_on_one_worker() -> None:
+    """Regression: the worker used to evict in insertion order while the parent refreshed on use, so a
+    context still in use vanished from the worker after 32 others and every later item for it failed."""
+    with WorkerPool(workers=1, timeout_s=5.0, memory_mb=1024, chunk_size=4) as one:
+        assert one.wait_ready(60)
+        for n in range(300):
+            hot = one.run(echo, ["a", "b"], context_key="hot", context="HOT")
+            assert [out[:2] for out in hot] == [("HOT", "a"), ("HOT", "b")], (n, hot)
+            cold = one.run(echo, [n], context_key=f"cold-{n}", context=n)
+            assert cold[0][:2] == (n, n), (n, cold)
+        # Contexts evicted long ago are sent again when they come back.
+        assert one.run(echo, ["again"], context_key="cold-0", context=0)[0][:2] == (0, "again")
+
+
 def test_closed_pool_refuses_work() -> None:
     pool = WorkerPool(workers=1, timeout_s=5.0)
     futures = pool.submit(misbehave, ["hang", "a", "b"])

@@ -13,7 +13,8 @@ worker that already has it. This pool does both, and little else:
 * An item over ``timeout_s`` has its worker SIGKILLed: that item fails with ``TaskTimeout``. A
   worker that dies (segfault, abort, OOM kill) fails its current item with ``TaskCrash``. Either
   way the rest of its chunk is re-queued and a fresh worker takes the slot.
-* Contexts (the prepared reference) are sent once per worker and kept in a small LRU there.
+* Contexts (the prepared reference) are sent once per worker and kept there in a small LRU that the
+  parent owns: it tells the worker what to drop, so both sides always agree on what the worker holds.
 
 Callers get one ``Future`` per item; ``run`` is the blocking convenience. It is thread-safe.
 """
@@ -219,11 +220,14 @@ class WorkerPool:
         if not chunk:
             return
         try:
+            # The parent alone decides what a worker holds: it evicts (least recently used first) with an
+            # explicit "drop", and the worker never evicts on its own, so the two sides cannot disagree.
             if head.context_key not in worker.contexts:
+                while len(worker.contexts) >= _CONTEXT_SLOTS:
+                    evicted, _ = worker.contexts.popitem(last=False)
+                    worker.conn.send(("drop", evicted))
                 worker.conn.send(("context", head.context_key, head.context))
                 worker.contexts[head.context_key] = None
-                while len(worker.contexts) > _CONTEXT_SLOTS:
-                    worker.contexts.popitem(last=False)
             else:
                 worker.contexts.move_to_end(head.context_key)
             worker.conn.send(("run", head.fn, head.context_key, [task.item for task in chunk]))
@@ -337,11 +341,16 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
         if message[0] == "context":
             _, key, value = message
             contexts[key] = value
-            while len(contexts) > _CONTEXT_SLOTS:
-                contexts.popitem(last=False)
+            continue
+        if message[0] == "drop":
+            contexts.pop(message[1], None)
             continue
         _, fn, key, items = message
-        context = contexts.get(key)
+        if key not in contexts:  # the parent sends every context before its first use: a protocol bug
+            for _item in items:
+                conn.send(("error", f"ContextMissing: context {key!r} was never sent to this worker"))
+            continue
+        context = contexts[key]
         for item in items:
             try:
                 reply: tuple[str, Any] = ("ok", fn(context, item))

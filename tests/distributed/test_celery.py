@@ -135,3 +135,16 @@ def _png_b64() -> str:
     image = np.full((32, 32, 3), 255, np.uint8)
     image[8:24, 8:24] = (0, 0, 200)
     return base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode()
+
+
+def test_a_hot_reference_stays_correct_among_hundreds_of_others(system_redis: str) -> None:
+    """The same regression through Redis and one `rlrf worker` (its own reference LRU and render pool)."""
+    from tests.test_pipeline import _circle
+
+    settings = distributed_settings(system_redis, reference_cache_size=8)
+    with workers(settings), Pipeline.distributed(settings) as distributed:
+        for n in range(80):
+            hot = distributed.score_group(ScoreRequest(reference={"svg": REF}, completions=[REF, _circle(n)]))
+            assert [r.status for r in hot.results] == [Status.ok, Status.ok], (n, hot.results)
+            cold = distributed.score_group(ScoreRequest(reference={"svg": _circle(n)}, completions=[_circle(n)]))
+            assert cold.results[0].status is Status.ok, (n, cold.results)

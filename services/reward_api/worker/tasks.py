@@ -49,8 +49,10 @@ class WorkerState:
     def reference(self, key: str | None) -> Canvas | None:
         if key is None:  # a text-only group: nothing to compare canvases against
             return None
-        with self._lock:
+        with self._lock:  # least recently used goes first: a hot reference stays while it is in use
             canvas = self._references.get(key)
+            if canvas is not None:
+                self._references.move_to_end(key)
         if canvas is None:
             png = self.redis.get(REFERENCE_KEY.format(key))
             if png is None:

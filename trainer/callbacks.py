@@ -75,6 +75,10 @@ class RenderLogCallback(TrainerCallback):  # type: ignore[misc]
 
     # TrainerCallback hooks --------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:  # only the main process logs: the other ranks ask for nothing
+            for service in self._services:
+                service.render_every = 0
+            return
         report_to = self._report_to if self._report_to is not None else args.report_to
         if isinstance(report_to, str):
             report_to = [report_to]
@@ -82,7 +86,10 @@ class RenderLogCallback(TrainerCallback):  # type: ignore[misc]
         if "all" in names:
             names = {"tensorboard", "wandb"}
         self._backends = names & {"tensorboard", "wandb"}
-        if "tensorboard" in self._backends and state.is_world_process_zero:
+        if not self._backends:  # nowhere to log: ask the service for nothing
+            for service in self._services:
+                service.render_every = 0
+        if "tensorboard" in self._backends:
             from torch.utils.tensorboard import SummaryWriter
 
             log_dir = (

@@ -174,3 +174,19 @@ def test_grpo_trainer_logs_renders_to_tensorboard(tmp_path: Path) -> None:
     events = _tensorboard_events(tmp_path / "renders")
     assert [e.step for e in events.Images("rlrf/renders")] == [0, 2]
     assert [e.step for e in events.Tensors("rlrf/rollouts/text_summary")] == [0, 2]
+
+
+def test_renders_are_asked_for_only_where_they_are_logged(tmp_path: Path) -> None:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    import trainer
+    from trainer.callbacks import RenderLogCallback
+
+    for report_to, main, asked in ((["none"], True, 0), (["tensorboard"], False, 0), (["wandb"], True, 7)):
+        funcs = trainer.get_component_rewards("http://127.0.0.1:9", ["pixel_l2"])
+        callback = RenderLogCallback(funcs, every_n_steps=7, report_to=report_to)
+        args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+        callback.on_train_begin(args, TrainerState(is_world_process_zero=main), TrainerControl())
+        assert funcs[0]._service.render_every == asked
+    with pytest.raises(ValueError, match="no reward function of the RLRF service"):
+        RenderLogCallback([lambda completions, **kw: [0.0] * len(completions)])

@@ -10,8 +10,10 @@ httpx errors are translated at this one boundary.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
+import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +25,24 @@ from trainer._exceptions import RequestRejected, ServiceUnavailable
 Group = Mapping[str, Any]  # the body of POST /score: {"reference": {...}, "completions": [...], ...}
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=60.0)
+
+_PROCESS_RUN_ID = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def default_run_id() -> str:
+    """``RLRF_RUN_ID`` if set, else one id made per process.
+
+    The service's run view groups requests by it. Set ``RLRF_RUN_ID`` for a multi-process run
+    (torchrun passes the environment to every rank), so all ranks land in one run.
+    """
+    return os.environ.get("RLRF_RUN_ID") or _PROCESS_RUN_ID
+
+
+def _with_run(group: Group, run_id: str | None) -> dict[str, Any]:
+    body = dict(group)
+    if run_id:
+        body.setdefault("run_id", run_id)
+    return body
 
 
 class _Retry:
@@ -66,6 +86,8 @@ class RewardClient:
         token: bearer token when the service sets ``RLRF_API_TOKEN``.
         retries: extra attempts after the first for connection errors, timeouts and 5xx.
         overload_wait_s: how long 429s (back-pressure) are waited out, in all, before giving up.
+        run_id: sent with every group that has none (the dashboard's run view); ``None``:
+            ``default_run_id()``.
     """
 
     def __init__(
@@ -79,16 +101,19 @@ class RewardClient:
         max_backoff_s: float = 30.0,
         overload_wait_s: float = 600.0,
         transport: httpx.BaseTransport | None = None,
+        run_id: str | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self._retry = _Retry(retries, backoff_s, max_backoff_s, overload_wait_s)
+        self.run_id = run_id or default_run_id()
 
     def score(self, group: Group) -> dict[str, Any]:
-        return self._post("/score", dict(group))
+        return self._post("/score", _with_run(group, self.run_id))
 
     def score_batch(self, groups: Sequence[Group]) -> list[dict[str, Any]]:
-        groups_out: list[dict[str, Any]] = self._post("/score/batch", {"groups": list(groups)})["groups"]
+        body = {"groups": [_with_run(g, self.run_id) for g in groups]}
+        groups_out: list[dict[str, Any]] = self._post("/score/batch", body)["groups"]
         return groups_out
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +159,9 @@ class AsyncRewardClient:
         max_backoff_s: float = 30.0,
         overload_wait_s: float = 600.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        run_id: str | None = None,
     ) -> None:
+        self.run_id = run_id or default_run_id()
         self._base_url = base_url
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = timeout
@@ -154,11 +181,12 @@ class AsyncRewardClient:
         return self._clients[loop]
 
     async def score(self, group: Group) -> dict[str, Any]:
-        return await self._post("/score", dict(group))
+        return await self._post("/score", _with_run(group, self.run_id))
 
     async def score_batch(self, groups: Sequence[Group]) -> list[dict[str, Any]]:
         """Several groups in one ``POST /score/batch`` (at most 256)."""
-        groups_out: list[dict[str, Any]] = (await self._post("/score/batch", {"groups": list(groups)}))["groups"]
+        body = {"groups": [_with_run(g, self.run_id) for g in groups]}
+        groups_out: list[dict[str, Any]] = (await self._post("/score/batch", body))["groups"]
         return groups_out
 
     async def score_groups(self, groups: Sequence[Group]) -> list[dict[str, Any]]:

@@ -30,11 +30,24 @@ class _Service:
     """One client and one per-batch cache, shared by the reward functions made together."""
 
     def __init__(
-        self, url: str, token: str | None, profile: str | None, weights: dict[str, float] | None, retries: int = 5
+        self,
+        url: str,
+        token: str | None,
+        profile: str | None,
+        weights: dict[str, float] | None,
+        retries: int = 5,
+        run_id: str | None = None,
     ) -> None:
         self.url, self.token, self.profile, self.weights, self.retries = url, token, profile, weights, retries
+        self.run_id = run_id
         self._client: AsyncRewardClient | None = None
         self._batches: OrderedDict[str, asyncio.Future[list[dict[str, Any] | None]]] = OrderedDict()
+        # Set by trainer.callbacks.RenderLogCallback: every `render_every` steps the first
+        # `render_groups` groups ask for thumbnails, kept in `rendered` as (step, [(group, answer)]).
+        self.render_every = 0
+        self.render_groups = 0
+        self.rendered: tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]] | None = None
+        self._next_render = 0
 
     def __getstate__(self) -> dict[str, Any]:  # picklable: clients and futures are rebuilt lazily
         return {
@@ -43,6 +56,7 @@ class _Service:
             "profile": self.profile,
             "weights": self.weights,
             "retries": self.retries,
+            "run_id": self.run_id,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -68,12 +82,19 @@ class _Service:
 
     async def _score(self, groups: list[dict[str, Any]], slots: list[tuple[int, int]]) -> list[dict[str, Any] | None]:
         if self._client is None:
-            self._client = AsyncRewardClient(self.url, token=self.token, retries=self.retries)
+            self._client = AsyncRewardClient(self.url, token=self.token, retries=self.retries, run_id=self.run_id)
+        step = groups[0].get("step") if groups else None
+        render = bool(self.render_every) and step is not None and step >= self._next_render
+        if render:
+            groups = [{**g, "renders": True} if i < self.render_groups else g for i, g in enumerate(groups)]
         try:
             answers = await self._client.score_groups(groups)
         except RewardServiceError as exc:
             log.warning("reward service unavailable (%s): no reward for %d completions", exc, len(slots))
             return [None] * len(slots)
+        if render:
+            self._next_render = step + self.render_every
+            self.rendered = (step, [(g, a) for g, a in zip(groups, answers) if a.get("renders")])
         out: list[dict[str, Any] | None] = []
         for group_index, position in slots:
             result = answers[group_index]["results"][position]
@@ -107,6 +128,7 @@ def get_svg_reward(
     weights: dict[str, float] | None = None,
     token: str | None = None,
     retries: int = 5,
+    run_id: str | None = None,
 ) -> _SVGReward:
     """The service's weighted total as one TRL reward function.
 
@@ -116,11 +138,12 @@ def get_svg_reward(
         weights: per-component weight overrides sent with every request.
         token: bearer token when the service sets ``RLRF_API_TOKEN``.
         retries: attempts after the first before the batch gets ``None`` rewards.
+        run_id: the training run, for the service's run view (``RLRF_RUN_ID``, else one per process).
 
     Example:
         >>> trainer = GRPOTrainer(model, reward_funcs=[get_svg_reward("http://127.0.0.1:8000")], ...)  # doctest: +SKIP
     """
-    return _SVGReward(_Service(url, token, profile, weights, retries), None)
+    return _SVGReward(_Service(url, token, profile, weights, retries, run_id), None)
 
 
 def get_component_rewards(
@@ -130,13 +153,14 @@ def get_component_rewards(
     profile: str | None = None,
     token: str | None = None,
     retries: int = 5,
+    run_id: str | None = None,
 ) -> list[_SVGReward]:
     """One TRL reward function per component, sharing one service call per batch.
 
     TRL logs each as ``rewards/<component>/mean``; weight them with ``GRPOConfig.reward_weights``.
     The components are requested with weight 1 on top of ``profile`` so the service computes them.
     """
-    service = _Service(url, token, profile, {name: 1.0 for name in components}, retries)
+    service = _Service(url, token, profile, {name: 1.0 for name in components}, retries, run_id)
     return [_SVGReward(service, name) for name in components]
 
 

@@ -15,12 +15,28 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, Field
 
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 
 _THUMB = 160  # pixels: enough to see what a rollout drew, small enough for 64 per group
+_RETURNED = 128  # pixels a side of the thumbnails a request asks for with ``renders``
+
+
+class Renders(BaseModel):
+    """Thumbnails returned with a group scored with ``renders: true`` (PNG data URLs, 128 px a side)."""
+
+    reference: str | None = Field(description="The reference canvas; null for a text-only reference.")
+    rollouts: list[str | None] = Field(description="One per completion, in order; null where nothing rendered.")
+
+    @classmethod
+    def of(cls, result: GroupResult) -> Renders | None:
+        if result._renders is None:
+            return None
+        reference, renders = result._renders
+        return cls(reference=data_url(reference, _RETURNED), rollouts=[data_url(i, _RETURNED) for i in renders])
 
 
 class RecentGroups:
@@ -57,7 +73,7 @@ class RecentGroups:
                 "components": r.components,
                 "flags": r.flags,
                 "detail": r.detail,
-                "image": _data_url(image),
+                "image": data_url(image),
             }
             for r, image in zip(result.results, renders)
         ]
@@ -72,7 +88,7 @@ class RecentGroups:
                     "profile": request.profile,
                     "step": request.step,
                     "prompt": request.reference.text,
-                    "reference": _data_url(reference),
+                    "reference": data_url(reference),
                     "timings_ms": result.timings_ms,
                     "rollouts": rollouts,
                 }
@@ -84,11 +100,12 @@ class RecentGroups:
             return list(self._groups)
 
 
-def _data_url(image: np.ndarray | None) -> str | None:
+def data_url(image: np.ndarray | None, side: int = _THUMB) -> str | None:
+    """A PNG thumbnail (at most ``side`` pixels a side) as a data URL; ``None`` for no image."""
     if image is None:
         return None
     h, w = image.shape[:2]
-    scale = _THUMB / max(h, w)
+    scale = side / max(h, w)
     if scale < 1:
         image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", image)

@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from services.reward_api.api.metrics import Metrics
 from services.reward_api.api.recent import RecentGroups
+from services.reward_api.api.runs import RunCollector, RunStats
 from services.reward_api.core.errors import OverloadedError, RequestTooLargeError
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ScoreRequest
@@ -36,6 +37,8 @@ class RewardService:
         self.pipeline = pipeline
         self.metrics = Metrics()
         self.recent = RecentGroups(settings)
+        self.runs = RunStats(settings)
+        self.metrics.registry.register(RunCollector(self.runs))
         self._inflight = 0
         self._latency_s = 0.0  # moving average of a request's time in the service
         self._promised: list[tuple[float, int]] = []  # (when, rollouts) of refused requests told to return
@@ -74,9 +77,17 @@ class RewardService:
         return results
 
     def _score(self, request: ScoreRequest) -> GroupResult:
-        """One group, in a worker thread; a sampled group also goes to the dashboard."""
-        result = self.pipeline.score_group(request, capture=self.recent.want())
-        self.recent.add(request, result)
+        """One group, in a worker thread; it goes to its run's step, and a sampled one to the dashboard.
+
+        Renders are brought back only when asked (``renders``), for the dashboard's sample, or for
+        the few groups per step whose best and worst rollouts the run view shows.
+        """
+        sampled = self.recent.want()
+        for_run = self.runs.want(request)
+        result = self.pipeline.score_group(request, capture=sampled or for_run or request.renders)
+        if sampled:
+            self.recent.add(request, result)
+        self.runs.add(request, result)
         return result
 
     def _admit(self, rollouts: int) -> None:

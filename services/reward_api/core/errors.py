@@ -10,7 +10,8 @@
     ├── UnavailableComponentError  a component this server is not configured for (no weights, no judge)
     ├── OverloadedError         too many rollouts in flight: back-pressure (HTTP 429, Retry-After)
     ├── RequestTooLargeError    more rollouts than are ever admitted at once: can never fit (HTTP 413)
-    └── UnauthorizedError       missing or wrong bearer token (HTTP 401)
+    ├── UnauthorizedError       missing or wrong bearer token (HTTP 401)
+    └── NotFoundError           a run or step the dashboard does not hold (HTTP 404)
 
 Per-rollout problems are not exceptions: they become a ``Status`` on that rollout.
 """
@@ -82,3 +83,9 @@ class UnauthorizedError(RewardError):
     """Raised when ``RLRF_API_TOKEN`` is set and the request does not carry it."""
 
     http_status = 401
+
+
+class NotFoundError(RewardError):
+    """Raised for a run or step the dashboard does not hold (never seen, or dropped from its ring)."""
+
+    http_status = 404

@@ -89,6 +89,10 @@ class ScoreRequest(BaseModel):
     )
     step: Count | None = Field(None, description="Training step, for weight warm-up schedules.")
     request_id: Utf8Str | None = Field(None, max_length=256)
+    run_id: Utf8Str | None = Field(
+        None, max_length=128, description="Training run, for the dashboard's run view and the per-run metrics."
+    )
+    renders: bool = Field(False, description="Also return small PNG thumbnails of the reference and each render.")
 
     @model_validator(mode="after")
     def _tokens_match(self) -> ScoreRequest:

@@ -134,6 +134,17 @@ class Settings(BaseSettings):
     dashboard_interval_s: float = Field(
         1.0, ge=0, description="At most one group per interval is captured with its renders (bounds the cost)."
     )
+    dashboard_runs: int = Field(
+        8, ge=0, le=64, description="Training runs kept for the run view and labelled in /metrics (0: off)."
+    )
+    dashboard_steps: int = Field(500, ge=1, le=100_000, description="Steps kept per run (a ring: oldest dropped).")
+    alert_window_steps: int = Field(5, ge=1, le=1000, description="Recent steps the alert shares are taken over.")
+    alert_flag_share: float = Field(
+        0.25, ge=0, le=1, description="Alert when one flag marks more than this share of a run's recent rollouts."
+    )
+    alert_error_share: float = Field(
+        0.05, ge=0, le=1, description="Alert when more than this share of recent rollouts got status error."
+    )
 
     # Evaluation metrics (`rlrf eval`, trainer/EVAL.md): local weight files only ---------------
     # Unset paths leave their metric out of the report (said so in it), never a hub download or a 0.

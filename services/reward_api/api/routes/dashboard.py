@@ -1,4 +1,4 @@
-"""``GET /dashboard``: the last scored groups, every rollout's render beside its reward, refreshed live.
+"""``GET /dashboard``: a training run per step, and the last scored groups with every render; refreshed live.
 
 The page is one self-contained HTML document (no external scripts or fonts, no data) that polls
 ``/dashboard/data`` every two seconds. With ``RLRF_API_TOKEN`` set, open ``/dashboard#token=...``:
@@ -32,6 +32,33 @@ def dashboard_data(service: ServiceDep) -> dict[str, Any]:
         "interval_s": service.recent.interval_s,
         "groups": service.recent.snapshot(),
     }
+
+
+@router.get("/dashboard/runs", dependencies=[Depends(require_token)])
+def dashboard_runs(service: ServiceDep) -> dict[str, Any]:
+    """The training runs held (most recently updated first), each with its alerts."""
+    runs = service.runs
+    return {
+        "capacity": runs.max_runs,
+        "steps_capacity": runs.max_steps,
+        "window_steps": runs.window,
+        "thresholds": {"flag": runs.flag_threshold, "error": runs.error_threshold},
+        "runs": runs.runs(),
+    }
+
+
+# The run id is a query parameter, not a path segment: a run name may hold "/" (TRL's default run
+# names are output directories).
+@router.get("/dashboard/run", dependencies=[Depends(require_token)])
+def dashboard_run(service: ServiceDep, run: str) -> dict[str, Any]:
+    """One run's per-step aggregates (mean and spread of the total and components, shares, latency)."""
+    return service.runs.run(run)
+
+
+@router.get("/dashboard/step", dependencies=[Depends(require_token)])
+def dashboard_step(service: ServiceDep, run: str, step: int) -> dict[str, Any]:
+    """One step's aggregates and its best and worst rollouts' thumbnails beside their references."""
+    return service.runs.step(run, step)
 
 
 @router.get("/dashboard", response_class=HTMLResponse)

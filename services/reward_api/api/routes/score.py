@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from services._http import error_responses
 from services.reward_api.api.deps import ServiceDep, require_token
+from services.reward_api.api.recent import Renders
 from services.reward_api.core.results import GroupResult, RolloutResult
 from services.reward_api.core.schemas import ScoreRequest
 
@@ -23,10 +24,12 @@ class ScoreResponse(BaseModel):
     rewards: list[float | None]
     results: list[RolloutResult]
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    renders: Renders | None = Field(None, description="Thumbnails, only when the request set 'renders'.")
 
     @classmethod
-    def of(cls, result: GroupResult) -> ScoreResponse:
-        return cls(rewards=result.rewards, results=result.results, timings_ms=result.timings_ms)
+    def of(cls, result: GroupResult, *, renders: bool = False) -> ScoreResponse:
+        thumbnails = Renders.of(result) if renders else None
+        return cls(rewards=result.rewards, results=result.results, timings_ms=result.timings_ms, renders=thumbnails)
 
 
 class BatchRequest(BaseModel):
@@ -41,11 +44,11 @@ class BatchResponse(BaseModel):
 async def score(request: ScoreRequest, service: ServiceDep) -> ScoreResponse:
     """Score one rollout group against its reference; results come back in completion order."""
     (result,) = await service.score_groups([request])
-    return ScoreResponse.of(result)
+    return ScoreResponse.of(result, renders=request.renders)
 
 
 @router.post("/score/batch", response_model=BatchResponse)
 async def score_batch(request: BatchRequest, service: ServiceDep) -> BatchResponse:
     """Score several groups concurrently; results in request order."""
     results = await service.score_groups(request.groups)
-    return BatchResponse(groups=[ScoreResponse.of(r) for r in results])
+    return BatchResponse(groups=[ScoreResponse.of(r, renders=g.renders) for g, r in zip(request.groups, results)])

@@ -1,5 +1,11 @@
 """Rasterise a policy-checked SVG document onto the canvas, as a BGR uint8 array on white.
 
+The document's root is already sized to its own viewport (``policy.fit_viewport``). Renderers draw
+exactly that viewport, so nothing outside it shows, on a transparent surface: blend modes
+(``mix-blend-mode``, ``feBlend``) then mix with transparency as the SVG conformance suites'
+reference images do, not with white. The result is composited onto white and centred on the
+canvas afterwards.
+
 Only call this on documents that ``policy.check_svg`` accepted, and only inside a sandboxed
 worker (``sandbox.py``): renderers can hang, abort or segfault on hostile input.
 
@@ -10,7 +16,12 @@ Two renderers give the same canvas:
   it also lets us build the options (and font) once per process. Both hand back PNG bytes only,
   so a PNG decode is unavoidable with either; libspng (``pyspng``) does it ~2x faster than OpenCV.
 * ``cairosvg``, for parity with the RLRF paper and StarVector. We draw into cairo's surface and read
-  its pixels directly, skipping the PNG round trip, and never let it fetch a URL.
+  its pixels directly, skipping the PNG round trip, and never let it fetch a URL: its fetcher only
+  decodes the ``data:`` URIs that the policy checked.
+
+resvg reports an invalid document and a bug of its own the same way (a Rust panic); the message
+tells them apart: usvg's parse errors are ``RenderError`` (the document's fault, ``parse_error``),
+any other panic on a document the policy accepted is ``RenderCrash`` (``render_crash``).
 """
 
 from __future__ import annotations
@@ -24,8 +35,11 @@ import pyspng
 
 from services.reward_api.core.errors import ConfigError
 from services.reward_api.core.settings import Renderer
+from services.reward_api.svg.policy import decode_data_uri
 
-_WHITE = (255, 255, 255, 255)
+_TRANSPARENT = (0, 0, 0, 0)
+# usvg's errors for documents it cannot build a tree from; any other panic is a renderer bug.
+_INVALID = ("ParsingFailed", "NotAnUtf8Str", "MalformedGZip", "InvalidSize")
 
 
 class RenderError(Exception):
@@ -34,6 +48,10 @@ class RenderError(Exception):
 
 class RenderLimitError(RenderError):
     """The renderer gave up on a resource limit of its own (resvg's node limit: ``<use>`` bombs)."""
+
+
+class RenderCrash(Exception):
+    """The renderer panicked on a document it could parse: its bug, not the document's (``render_crash``)."""
 
 
 def render(
@@ -67,18 +85,48 @@ def _render_resvg(document: str, width: int, height: int, font_file: str, font_f
         tree = resvg.usvg.Tree.from_str(document, options)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # the binding panics (pyo3 PanicException) on every invalid document
-        kind = RenderLimitError if "LimitReached" in str(exc) else RenderError
-        raise kind(f"resvg: {exc}") from None
-    tree_w, tree_h = tree.int_size()
-    sx, sy = width / tree_w, height / tree_h  # 1.0 unless rounding moved the root size
-    png = resvg.render(tree, (sx, 0.0, 0.0, 0.0, sy, 0.0), bg_size=(width, height), bg_color=_WHITE)
+    except BaseException as exc:  # the binding panics (pyo3 PanicException) on every failure
+        raise _classify(str(exc)) from None
+    view_w, view_h = tree.int_size()  # the root's size, fitted to the canvas by the policy
+    view_w, view_h = min(view_w, width), min(view_h, height)
+    png = resvg.render(tree, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), bg_size=(view_w, view_h), bg_color=_TRANSPARENT)
     rgba = pyspng.load(png)  # libspng decodes ~2x faster than cv2.imdecode (bench --renderers)
-    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+    # PNG holds straight alpha: white + alpha * (colour - white), in integers.
+    alpha = rgba[:, :, 3:]
+    if alpha.min() == 255:
+        rgb = rgba[:, :, :3]
+    else:
+        a = alpha.astype(np.uint16)
+        rgb = (255 - ((255 - rgba[:, :, :3].astype(np.uint16)) * a + 127) // 255).astype(np.uint8)
+    return _place(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), width, height)
 
 
-def _deny_fetch(url: str, resource_type: str) -> dict[str, object]:
-    raise RenderError(f"cairosvg tried to fetch {url!r} ({resource_type}); fetching is disabled")
+def _classify(message: str) -> Exception:
+    """Turn a resvg panic into the document's fault or the renderer's."""
+    if "LimitReached" in message:
+        return RenderLimitError(f"resvg: {message}")
+    if any(f"Err` value: {kind}" in message for kind in _INVALID):
+        return RenderError(f"resvg: {message}")
+    return RenderCrash(f"resvg panicked: {message}"[:500])
+
+
+def _place(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre a rendered viewport on a white ``width`` x ``height`` canvas."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    canvas[top : top + h, left : left + w] = image
+    return canvas
+
+
+def _fetch_data_only(url: str, resource_type: str) -> bytes:
+    """cairosvg's fetcher: the ``data:`` URIs the policy allowed, nothing else (no files, no network)."""
+    decoded = decode_data_uri(url) if url.lower().startswith("data:") else None
+    if decoded is None:
+        raise RenderError(f"cairosvg tried to fetch {url[:80]!r} ({resource_type}); fetching is disabled")
+    return decoded[2]
 
 
 def _render_cairosvg(document: str, width: int, height: int) -> np.ndarray:
@@ -86,8 +134,8 @@ def _render_cairosvg(document: str, width: int, height: int) -> np.ndarray:
     from cairosvg.surface import PNGSurface
 
     try:
-        tree = Tree(bytestring=document.encode("utf-8"), unsafe=False, url_fetcher=_deny_fetch)
-        surface = PNGSurface(tree, None, 96, output_width=width, output_height=height, background_color="white")
+        tree = Tree(bytestring=document.encode("utf-8"), unsafe=False, url_fetcher=_fetch_data_only)
+        surface = PNGSurface(tree, None, 96)  # no background: transparent, composited on white below
     except (RenderError, RecursionError, MemoryError):
         raise
     except Exception as exc:
@@ -95,9 +143,9 @@ def _render_cairosvg(document: str, width: int, height: int) -> np.ndarray:
     cairo_surface = surface.cairo
     cairo_surface.flush()
     h, w, stride = cairo_surface.get_height(), cairo_surface.get_width(), cairo_surface.get_stride()
-    # ARGB32 is stored B, G, R, A in memory on little-endian machines; alpha is 255 on white.
-    pixels = np.frombuffer(cairo_surface.get_data(), np.uint8).reshape(h, stride)[:, : w * 4]
-    image = np.ascontiguousarray(pixels.reshape(h, w, 4)[:, :, :3])
-    if (h, w) != (height, width):
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    return image
+    # ARGB32 is premultiplied B, G, R, A in memory on little-endian machines: on white, c + (255 - a).
+    pixels = np.frombuffer(cairo_surface.get_data(), np.uint8).reshape(h, stride)[:, : w * 4].reshape(h, w, 4)
+    image = (pixels[:, :, :3] + (255 - pixels[:, :, 3:])).astype(np.uint8)
+    if h > height or w > width:  # cairosvg rounds the root size on its own
+        image = cv2.resize(image, (min(w, width), min(h, height)), interpolation=cv2.INTER_AREA)
+    return _place(image, width, height)

@@ -1,10 +1,12 @@
 """Rasterise a policy-checked SVG document onto the canvas, as a BGR uint8 array on white.
 
 The document's root is already sized to its own viewport (``policy.fit_viewport``). Renderers draw
-exactly that viewport, so nothing outside it shows, on a transparent surface: blend modes
-(``mix-blend-mode``, ``feBlend``) then mix with transparency as the SVG conformance suites'
-reference images do, not with white. The result is composited onto white and centred on the
-canvas afterwards.
+exactly that viewport, so nothing outside it shows, and the result is centred on the canvas.
+A document that blends with its backdrop (``mix-blend-mode``, ``BackgroundImage``) is drawn on a
+transparent surface and composited onto white afterwards, so it mixes with transparency as the SVG
+conformance suites' reference images do, not with white. Every other document only paints
+source-over, where painting white first gives the same pixels (to rounding) and saves the
+compositing pass (~40% of a 512 px resvg render).
 
 Only call this on documents that ``policy.check_svg`` accepted, and only inside a sandboxed
 worker (``sandbox.py``): renderers can hang, abort or segfault on hostile input.
@@ -37,7 +39,8 @@ from services.reward_api.core.errors import ConfigError
 from services.reward_api.core.settings import Renderer
 from services.reward_api.svg.policy import decode_data_uri
 
-_TRANSPARENT = (0, 0, 0, 0)
+_TRANSPARENT, _WHITE = (0, 0, 0, 0), (255, 255, 255, 255)
+_BACKDROP = ("blend-mode", "BackgroundImage", "BackgroundAlpha")  # what reads the backdrop
 # usvg's errors for documents it cannot build a tree from; any other panic is a renderer bug.
 _INVALID = ("ParsingFailed", "NotAnUtf8Str", "MalformedGZip", "InvalidSize")
 
@@ -58,10 +61,11 @@ def render(
     document: str, *, width: int, height: int, renderer: Renderer, font_file: Path, font_family: str
 ) -> np.ndarray:
     """Render ``document`` (root already sized to ``width`` x ``height``) to a BGR uint8 array."""
+    transparent = any(marker in document for marker in _BACKDROP)
     if renderer == "resvg":
-        return _render_resvg(document, width, height, str(font_file), font_family)
+        return _render_resvg(document, width, height, str(font_file), font_family, transparent)
     if renderer == "cairosvg":
-        return _render_cairosvg(document, width, height)
+        return _render_cairosvg(document, width, height, transparent)
     raise ValueError(f"unknown renderer {renderer!r}")
 
 
@@ -77,7 +81,9 @@ def _resvg_options(font_file: str, font_family: str) -> object:
     return options
 
 
-def _render_resvg(document: str, width: int, height: int, font_file: str, font_family: str) -> np.ndarray:
+def _render_resvg(
+    document: str, width: int, height: int, font_file: str, font_family: str, transparent: bool
+) -> np.ndarray:
     import resvg
 
     options = _resvg_options(font_file, font_family)
@@ -89,16 +95,15 @@ def _render_resvg(document: str, width: int, height: int, font_file: str, font_f
         raise _classify(str(exc)) from None
     view_w, view_h = tree.int_size()  # the root's size, fitted to the canvas by the policy
     view_w, view_h = min(view_w, width), min(view_h, height)
-    png = resvg.render(tree, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), bg_size=(view_w, view_h), bg_color=_TRANSPARENT)
+    background = _TRANSPARENT if transparent else _WHITE
+    png = resvg.render(tree, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), bg_size=(view_w, view_h), bg_color=background)
     rgba = pyspng.load(png)  # libspng decodes ~2x faster than cv2.imdecode (bench --renderers)
-    # PNG holds straight alpha: white + alpha * (colour - white), in integers.
-    alpha = rgba[:, :, 3:]
-    if alpha.min() == 255:
-        rgb = rgba[:, :, :3]
-    else:
-        a = alpha.astype(np.uint16)
-        rgb = (255 - ((255 - rgba[:, :, :3].astype(np.uint16)) * a + 127) // 255).astype(np.uint8)
-    return _place(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), width, height)
+    if transparent and rgba[:, :, 3].min() < 255:
+        # PNG holds straight alpha: on white, 255 - alpha * (255 - colour), in integers.
+        a = rgba[:, :, 3:].astype(np.uint16)
+        rgba = rgba.copy()
+        rgba[:, :, :3] = 255 - ((255 - rgba[:, :, :3].astype(np.uint16)) * a + 127) // 255
+    return _place(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), width, height)
 
 
 def _classify(message: str) -> Exception:
@@ -129,13 +134,13 @@ def _fetch_data_only(url: str, resource_type: str) -> bytes:
     return decoded[2]
 
 
-def _render_cairosvg(document: str, width: int, height: int) -> np.ndarray:
+def _render_cairosvg(document: str, width: int, height: int, transparent: bool) -> np.ndarray:
     from cairosvg.parser import Tree
     from cairosvg.surface import PNGSurface
 
     try:
         tree = Tree(bytestring=document.encode("utf-8"), unsafe=False, url_fetcher=_fetch_data_only)
-        surface = PNGSurface(tree, None, 96)  # no background: transparent, composited on white below
+        surface = PNGSurface(tree, None, 96, background_color=None if transparent else "white")
     except (RenderError, RecursionError, MemoryError):
         raise
     except Exception as exc:
@@ -145,7 +150,7 @@ def _render_cairosvg(document: str, width: int, height: int) -> np.ndarray:
     h, w, stride = cairo_surface.get_height(), cairo_surface.get_width(), cairo_surface.get_stride()
     # ARGB32 is premultiplied B, G, R, A in memory on little-endian machines: on white, c + (255 - a).
     pixels = np.frombuffer(cairo_surface.get_data(), np.uint8).reshape(h, stride)[:, : w * 4].reshape(h, w, 4)
-    image = (pixels[:, :, :3] + (255 - pixels[:, :, 3:])).astype(np.uint8)
+    image = pixels[:, :, :3] + (255 - pixels[:, :, 3:]) if transparent else np.ascontiguousarray(pixels[:, :, :3])
     if h > height or w > width:  # cairosvg rounds the root size on its own
         image = cv2.resize(image, (min(w, width), min(h, height)), interpolation=cv2.INTER_AREA)
     return _place(image, width, height)

@@ -131,9 +131,8 @@ def render_reference(_context: object, svg: str, *, job: RenderJob) -> Reference
     """
     extraction = extract_svg(svg, max_chars=max(len(svg), 1))
     if extraction.svg is None:
-        return ReferenceRender(
-            None, (0.0, 0.0), extraction.status, f"reference has no complete <svg>: {extraction.status.value}"
-        )
+        why = "its <svg> never closes" if extraction.status is Status.truncated else "it has no <svg> element"
+        return ReferenceRender(None, (0.0, 0.0), extraction.status, why)
     checked = check_svg(
         extraction.svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family
     )

@@ -132,8 +132,11 @@ def test_links_vector_images_and_untyped_rasters_render(renderer: str, settings:
     assert _px(_render(prefixed, renderer, settings), 64, 64) == BLUE
 
 
-def test_resvg_panics_are_told_apart() -> None:
-    """Messages as resvg's binding raises them (see ``test_renderer_errors_are_render_errors``)."""
+def test_resvg_panics_are_told_apart(settings: Settings) -> None:
+    """usvg's parse errors are the document's fault; any other panic is the renderer's."""
+    for invalid in (f"<svg {NS}><a:b/></svg>", f'<svg {NS} width="0" height="0"/>'):  # real resvg panics
+        with pytest.raises(RenderError):
+            render(invalid, width=8, height=8, renderer="resvg", font_file=settings.font_file, font_family="x")
     assert isinstance(_classify("called `Result::unwrap()` on an `Err` value: ParsingFailed(NoRootNode)"), RenderError)
     assert isinstance(_classify("called `Result::unwrap()` on an `Err` value: InvalidSize"), RenderError)
     crash = _classify("index out of bounds: the len is 3 but the index is 7")  # a font or layout bug

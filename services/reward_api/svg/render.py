@@ -60,7 +60,14 @@ class RenderCrash(Exception):
 def render(
     document: str, *, width: int, height: int, renderer: Renderer, font_file: Path, font_family: str
 ) -> np.ndarray:
-    """Render ``document`` (root already sized to ``width`` x ``height``) to a BGR uint8 array."""
+    """Render ``document`` to a ``width`` x ``height`` BGR uint8 array.
+
+    The root must already be sized to its viewport within the canvas (``policy.check_svg`` does it).
+
+    Raises:
+        RenderError: the document is invalid (``parse_error``); ``RenderLimitError`` for resvg's limits.
+        RenderCrash: the renderer panicked on a valid document (``render_crash``).
+    """
     transparent = any(marker in document for marker in _BACKDROP)
     if renderer == "resvg":
         return _render_resvg(document, width, height, str(font_file), font_family, transparent)

@@ -262,7 +262,10 @@ class _Scan:
         if value.startswith("#"):
             return
         if not value.lower().startswith("data:"):
-            raise _Reject("external_href", f"href to {value[:60]!r}: only #id and data: images are allowed")
+            raise _Reject(
+                "external_href",
+                f"href to {value[:60]!r}: only #id and raster data: URIs are allowed, or SVG data: images",
+            )
         if element not in ("image", "feImage"):
             raise _Reject("data_uri", f"data URI on <{element}>: only <image> and <feImage> may embed images")
         if len(value) > self.limits.max_data_uri_bytes:

@@ -74,7 +74,7 @@ def test_help_and_errors(tmp_path: Path) -> None:
     broken = tmp_path / "broken.svg"
     broken.write_text("<svg><rect")
     proc = _rlrf("score", "--reference", str(broken), str(EXAMPLES / "candidates" / "01_exact.txt"))
-    assert proc.returncode == 2 and "reference SVG is parse_error" in proc.stderr
+    assert proc.returncode == 2 and "reference SVG is truncated" in proc.stderr  # as a candidate would be
     bad_weight = _rlrf("score", "--reference", str(broken), "--weight", "nope=1", str(broken))
     assert bad_weight.returncode == 2 and "unknown component 'nope'" in bad_weight.stderr
 

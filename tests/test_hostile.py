@@ -3,6 +3,7 @@ and no SVG opens a file or a socket."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +90,13 @@ def test_hostile_group(renderer: str, canary: tuple[Path, h.OpenWatch], listener
             {Status.rejected},
             "foreign_object",
         ),
-        "svg_data_uri": (h.image_href("data:image/svg+xml;base64,PHN2Zy8+"), {Status.rejected}, "data_uri"),
+        "svg_data_uri": (  # a vector image is checked like the document: its file read is refused
+            h.image_href(
+                "data:image/svg+xml;base64," + base64.b64encode(h.image_href("/etc/passwd").encode()).decode()
+            ),
+            {Status.rejected},
+            "external_href",
+        ),
         "png_bomb": (h.image_href(h.png_bomb_data_uri()), {Status.rejected}, "raster_too_large"),
         "use_bomb": (h.use_bomb(), {Status.render_crash, Status.render_timeout}, None),
         "deep_nesting": (h.deep_nesting(), {Status.rejected}, "too_large"),  # 700 kB; too_deep: test_policy

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import urllib.parse
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -9,6 +12,24 @@ import pytest
 from services.reward_api.core.results import Status
 from services.reward_api.svg.policy import PolicyLimits, check_svg
 from tests import _hostile as h
+
+
+def _svg_uri(svg: str, *, encoded: bool = True) -> str:
+    if encoded:
+        return "data:image/svg+xml;base64," + _b64(svg.encode())
+    return "data:image/svg+xml;charset=utf-8," + urllib.parse.quote(svg)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _png(size: tuple[int, int] = (4, 4), kind: str = "PNG") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, kind)
+    return buffer.getvalue()
 
 
 def _check(svg: str | bytes, **limits: int) -> tuple[Status, list[str]]:
@@ -30,7 +51,20 @@ def _check(svg: str | bytes, **limits: int) -> tuple[Status, list[str]]:
         (h.image_href("https://example.com/a.png"), "external_href"),
         (h.image_href(" //example.com/a.png"), "external_href"),
         (f'<svg {h.NS}><use xlink:href="other.svg#a"/></svg>', "external_href"),
-        (f'<svg {h.NS}><a href="javascript:alert(1)"><rect/></a></svg>', "external_href"),
+        (f'<svg {h.NS}><pattern id="p" href="tiles.svg#p"/></svg>', "external_href"),
+        (f'<svg {h.NS}><linearGradient id="g" xlink:href="/tmp/g.svg#g"/></svg>', "external_href"),
+        (f'<svg {h.NS}><text><textPath href="paths.svg#p">x</textPath></text></svg>', "external_href"),
+        (f'<svg {h.NS}><filter id="f"><feImage href="/etc/passwd"/></filter></svg>', "external_href"),
+        (f'<svg {h.NS}><a href="#x"><use href="https://example.com/s.svg#a"/></a></svg>', "external_href"),
+        (h.image_href(_svg_uri(f'<svg {h.NS}><image href="/etc/passwd"/></svg>')), "external_href"),
+        (h.image_href(_svg_uri(f"<svg {h.NS}><script>1</script></svg>")), "script"),
+        (h.image_href(_svg_uri(f'<!DOCTYPE svg [<!ENTITY x SYSTEM "/etc/passwd">]><svg {h.NS}>&x;</svg>')), "doctype"),
+        (h.image_href(_svg_uri(h.image_href(_svg_uri(h.image_href(_svg_uri(h.GOOD)))))), "too_deep"),
+        (h.image_href(_svg_uri("<html/>")), "data_uri"),
+        (h.image_href(_svg_uri("<svg><rect></svg>")), "data_uri"),
+        (h.image_href(_svg_uri(h.GOOD, encoded=False)).replace("image href", "feImage href"), "data_uri"),
+        (h.image_href("data:text/html;base64,PHN2Zy8+"), "data_uri"),
+        (h.image_href("data:;base64," + base64.b64encode(b"GIF89a not really").decode()), "raster_too_large"),
         (f'<svg {h.NS}><feImage href="data:image/svg+xml;base64,PHN2Zy8+"/></svg>', "data_uri"),
         (f'<svg {h.NS}><use href="data:image/png;base64,AAAA"/></svg>', "data_uri"),
         (h.image_href("data:image/png,notbase64"), "data_uri"),
@@ -85,11 +119,11 @@ def test_root_is_normalised_to_the_canvas() -> None:
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     assert (root.get("width"), root.get("height"), root.get("viewBox"), root.get("a")) == (
         "300",
-        "200",
+        "150",  # the document's own 2:1 viewport, fitted into the canvas
         "0 0 1e+08 5e+07",
         ">",
     )
-    assert result.intrinsic_size == (1e8, 5e7)
+    assert result.intrinsic_size == (1e8, 5e7) and result.viewport == (300, 150)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +154,53 @@ def test_text_gets_the_configured_font() -> None:
     assert '<style>*{font-family:"DejaVu Sans" !important}</style>' in (result.document or "")
     plain = check_svg("<svg><rect/></svg>", width=64, height=64, font_family="DejaVu Sans")
     assert "<style>" not in (plain.document or "")
+
+
+def test_hyperlinks_are_not_fetches() -> None:
+    """``<a href>`` to anywhere is a link (issue 12); the shapes inside it are still checked."""
+    for href in ("https://example.com/", "/etc/passwd", "javascript:alert(1)", "mailto:a@b.c"):
+        for attr in ("href", "xlink:href"):
+            svg = f'<svg {h.NS} viewBox="0 0 10 10"><a {attr}="{href}"><rect width="5" height="5"/></a></svg>'
+            assert _check(svg) == (Status.ok, [])
+    prefixed = f'<svg {h.NS} xmlns:s="http://www.w3.org/2000/svg"><s:a href="https://x.org"><text>hi</text></s:a></svg>'
+    assert _check(prefixed) == (Status.ok, ["text_elements"])
+
+
+@pytest.mark.parametrize("encoded", [True, False])
+def test_svg_data_uri_images_are_checked_recursively(encoded: bool) -> None:
+    inner = f'<svg {h.NS} viewBox="0 0 4 4"><rect width="4" height="4" fill="blue"/></svg>'
+    assert _check(h.image_href(_svg_uri(inner, encoded=encoded))) == (Status.ok, [])
+    doubly = h.image_href(_svg_uri(h.image_href(_svg_uri(inner, encoded=encoded))))
+    assert _check(doubly) == (Status.ok, [])
+    assert _check(doubly, max_nested_svg=1) == (Status.rejected, ["too_deep"])
+    # A raster inside the vector image is still an embedded raster, and text inside it is still text.
+    raster = h.image_href(_svg_uri(h.image_href("data:image/png;base64," + _b64(_png())), encoded=encoded))
+    assert _check(raster) == (Status.rejected, ["embedded_raster"])
+    assert _check(raster, reject_embedded_raster=False) == (Status.ok, ["embedded_raster"])
+    texty = h.image_href(_svg_uri(f"<svg {h.NS}><text>prompt</text></svg>", encoded=encoded))
+    assert _check(texty) == (Status.ok, ["text_elements"])
+    cut = check_svg(texty, width=64, height=64, strip_text=True)
+    assert (cut.status, cut.flags) == (Status.rejected, ["text_in_image"])  # strip_text cannot reach inside
+
+
+def test_embedded_svg_shares_the_caps() -> None:
+    inner = f"<svg {h.NS}>" + "<rect/>" * 30 + "</svg>"
+    assert _check(h.image_href(_svg_uri(inner)), max_elements=20) == (Status.rejected, ["too_many_elements"])
+    assert _check(h.image_href(_svg_uri(inner)), max_data_uri_bytes=100) == (Status.rejected, ["data_uri"])
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_raster_data_uri_without_mime_type_is_sniffed(kind: str) -> None:
+    svg = h.image_href("data:;base64," + _b64(_png(kind=kind)))
+    assert _check(svg) == (Status.rejected, ["embedded_raster"])
+    assert _check(svg, reject_embedded_raster=False) == (Status.ok, ["embedded_raster"])
+    bmp = h.image_href("data:;base64," + _b64(_png(kind="BMP")))
+    assert _check(bmp, reject_embedded_raster=False) == (Status.rejected, ["data_uri"])
+
+
+def test_prefixed_root_must_be_bound_to_the_svg_namespace() -> None:
+    good = (
+        '<svg:svg xmlns:svg="http://www.w3.org/2000/svg" viewBox="0 0 4 4"><svg:rect width="4" height="4"/></svg:svg>'
+    )
+    assert _check(good) == (Status.ok, [])
+    assert _check(good.replace("2000/svg", "2000/not-svg")) == (Status.parse_error, ["not_svg"])

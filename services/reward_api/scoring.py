@@ -17,8 +17,9 @@ from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.core.errors import RewardError
 from services.reward_api.core.results import Status
 from services.reward_api.core.settings import Settings
+from services.reward_api.svg.extract import extract_svg
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
-from services.reward_api.svg.render import Renderer, RenderError, RenderLimitError, render
+from services.reward_api.svg.render import RenderCrash, Renderer, RenderError, RenderLimitError, render
 
 TINY_FACTOR = 8  # a candidate declaring a size 8x smaller than the reference's is flagged
 
@@ -123,8 +124,18 @@ def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
 
 
 def render_reference(_context: object, svg: str, *, job: RenderJob) -> ReferenceRender:
-    """Render a reference SVG with the same policy and canvas as candidates (rasters allowed)."""
-    checked = check_svg(svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family)
+    """Render a reference SVG on the candidates' path: extraction, policy, canvas (rasters allowed).
+
+    Extraction first, as for a completion, so a reference file's XML prolog and ``DOCTYPE`` are
+    dropped the same way and a prefixed ``<svg:svg>`` root is found the same way.
+    """
+    extraction = extract_svg(svg, max_chars=max(len(svg), 1))
+    if extraction.svg is None:
+        why = "its <svg> never closes" if extraction.status is Status.truncated else "it has no <svg> element"
+        return ReferenceRender(None, (0.0, 0.0), extraction.status, why)
+    checked = check_svg(
+        extraction.svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family
+    )
     if checked.status is not Status.ok:
         return ReferenceRender(None, checked.intrinsic_size, checked.status, checked.detail)
     image, failure = _render_checked(checked, job)
@@ -146,6 +157,8 @@ def _render_checked(checked: CheckedSvg, job: RenderJob) -> tuple[np.ndarray | N
         )
     except RenderLimitError as exc:
         return None, Outcome(Status.render_crash, flags=["renderer_limit"], detail=str(exc))
+    except RenderCrash as exc:
+        return None, Outcome(Status.render_crash, flags=["panic"], detail=str(exc))
     except RenderError as exc:
         return None, Outcome(Status.parse_error, flags=["renderer"], detail=str(exc))
     except MemoryError:

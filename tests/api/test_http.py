@@ -61,7 +61,7 @@ def test_batch_keeps_order(base: str) -> None:
         ({"reference": {"svg": REF}, "completions": ["a", "b"], "completion_tokens": [1]}, "completion_tokens has 1"),
         ({"reference": {"svg": REF}, "completions": ["a"], "profile": "nope"}, "unknown profile 'nope'"),
         ({"reference": {"svg": REF}, "completions": ["a"], "weights": {"dreamsimm": 1}}, "unknown component"),
-        ({"reference": {"svg": "<svg><rect"}, "completions": ["a"]}, "reference SVG is parse_error"),
+        ({"reference": {"svg": "<svg><rect"}, "completions": ["a"]}, "reference SVG is truncated"),
         ({"task": "video", "reference": {"svg": REF}, "completions": ["a"]}, "task"),
     ],
 )

@@ -10,6 +10,10 @@ Rules, applied in order (all linear in the input length):
    parent). Models that draft and then revise put the answer last; an earlier complete draft does
    not rescue a final block that never closes, which is ``truncated``.
 5. No ``<svg`` start tag at all is ``no_svg``.
+
+A prefixed root (``<svg:svg xmlns:svg="http://www.w3.org/2000/svg">``) counts as ``<svg>``; the
+policy then checks that the prefix is bound to SVG's namespace. References pass through the same
+rules (``scoring.render_reference``), which also drops an XML prolog and a ``DOCTYPE``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from services.reward_api.core.results import Status
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
 # `[^<>]*` keeps the scan linear: an attribute value holding '<' is not XML anyway.
-_SVG_TAG = re.compile(r"<svg(?=[\s>/])[^<>]*>|</svg\s*>")
-_SVG_START = re.compile(r"<svg(?=[\s>/]|\Z)")
+_PREFIX = r"(?:[A-Za-z_][\w.-]*:)?"  # a namespace prefix; the name stops at '<', so the scan stays linear
+_SVG_TAG = re.compile(rf"<{_PREFIX}svg(?=[\s>/])[^<>]*>|</{_PREFIX}svg\s*>")
+_SVG_START = re.compile(rf"<{_PREFIX}svg(?=[\s>/]|\Z)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,7 @@ def _answer_region(text: str) -> str:
     if start >= 0:
         end = text.find("</answer>", start)
         text = text[start + len("<answer>") : end if end >= 0 else None]
-    fenced = [block for block in _FENCE.findall(text) if "<svg" in block]
+    fenced = [block for block in _FENCE.findall(text) if _SVG_START.search(block)]
     return fenced[-1] if fenced else text
 
 

@@ -8,18 +8,27 @@ pass collects what the reward guards need (text elements, embedded rasters, intr
 
 Rejected (status ``rejected``, flag = the rule): ``doctype``/``entity`` declarations,
 ``processing_instruction`` (``xml-stylesheet``), ``xinclude``, ``script``, ``foreign_object``,
-``external_href`` (any href but ``#id`` or a raster ``data:`` URI), ``data_uri`` (non-raster,
-non-base64 or over ``max_data_uri_bytes``), ``raster_too_large`` (decoded size over
-``max_raster_pixels``: PNG bombs), ``css_import``, ``external_url`` (``url()`` not to ``#id``),
-``css_escape`` (backslashes in CSS could spell either of those), ``too_large``,
-``too_many_elements``, ``too_deep``, and ``embedded_raster`` when the settings say so.
-Undecodable bytes and malformed XML are ``parse_error``.
+``external_href`` (an href that is not ``#id`` or an allowed ``data:`` URI, on any element but the
+``<a>`` hyperlink: a link is never fetched), ``data_uri`` (not base64 raster or SVG, or over
+``max_data_uri_bytes``), ``raster_too_large`` (decoded size over ``max_raster_pixels``: PNG bombs),
+``css_import``, ``external_url`` (``url()`` not to ``#id``), ``css_escape`` (backslashes in CSS
+could spell either of those), ``too_large``, ``too_many_elements``, ``too_deep``,
+``text_in_image`` (text inside an embedded SVG when text must be cut), and ``embedded_raster``
+when the settings say so. Undecodable bytes and malformed XML are ``parse_error``.
+
+Embedded images: a raster ``data:`` URI (PNG/JPEG/GIF/WebP, recognised by its bytes, so a missing
+MIME type is fine) is an embedded raster. An ``<image>`` holding an SVG ``data:`` URI is a vector
+image: its document passes this same policy recursively (``max_nested_svg`` levels, sharing the
+element budget), and any raster or text inside it counts as the outer document's.
 
 The accepted document is re-emitted with its root start tag rewritten: ``width``/``height`` set to
-the canvas, a ``viewBox`` derived from the old size if it had none, and missing ``xmlns``
-declarations added. Every candidate therefore fills exactly the reference canvas, whatever its own
-size claims (the RLRF fix for the tiny-viewBox hack), and a renderer never allocates a 1e8-pixel
-surface because a model asked for one.
+the document's own viewport (its intrinsic size, scaled to fit the canvas with its aspect ratio
+kept), a ``viewBox`` derived from the old size if it had none, and missing ``xmlns`` declarations
+added. The renderer draws that viewport, so the document's ``preserveAspectRatio`` (``slice``
+included) applies as it would standalone and nothing outside the viewport shows, and
+centres it on the canvas. Every candidate therefore fills the reference canvas as far as its
+aspect ratio allows, whatever its own size claims (the RLRF fix for the tiny-viewBox hack), and a
+renderer never allocates a 1e8-pixel surface because a model asked for one.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import base64
 import binascii
 import io
 import re
+import urllib.parse
 import xml.parsers.expat
 from dataclasses import dataclass, field
 
@@ -38,7 +48,9 @@ XLINK_NS = "http://www.w3.org/1999/xlink"
 _TEXT_TAGS = frozenset({"text", "tspan", "textPath"})
 _FORBIDDEN_TAGS = {"script": "script", "foreignObject": "foreign_object", "include": "xinclude"}
 _URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.S)
-_DATA_URI = re.compile(r"data:image/(png|jpeg|jpg|gif|webp)(?:;[^,;]*)*;base64,", re.I)
+_RASTER_MIME = frozenset({"", "image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"})
+_RASTER_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP"})
+SVG_MIME = "image/svg+xml"
 _LENGTH = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(px|pt|pc|mm|cm|in)?\s*$")
 _UNIT_PX = {None: 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
 _DEFAULT_SIZE = 100.0  # what SVG renderers assume for a root with neither size nor viewBox
@@ -54,6 +66,7 @@ class PolicyLimits:
     max_data_uri_bytes: int = 512 * 1024
     max_raster_pixels: int = 2048 * 2048
     reject_embedded_raster: bool = True
+    max_nested_svg: int = 2  # levels of SVG images inside SVG images (resvg draws one)
 
 
 @dataclass(slots=True)
@@ -67,6 +80,7 @@ class CheckedSvg:
     intrinsic_size: tuple[float, float] = (_DEFAULT_SIZE, _DEFAULT_SIZE)
     has_text: bool = False
     has_raster: bool = False
+    viewport: tuple[int, int] = (0, 0)  # the pixel size the root was given (fits the canvas)
 
 
 class _Reject(Exception):
@@ -118,9 +132,11 @@ def check_svg(
         return CheckedSvg(Status.rejected, ["too_deep"], "nesting too deep")
     if scan.root_attrs is None:
         return CheckedSvg(Status.parse_error, ["xml"], "no root element")
-    if scan.root_name.rsplit(":", 1)[-1] != "svg":
-        return CheckedSvg(Status.parse_error, ["not_svg"], f"root element is <{scan.root_name}>, not <svg>")
+    if not scan.root_is_svg():
+        return CheckedSvg(Status.parse_error, ["not_svg"], f"root element is <{scan.root_name}>, not SVG's <svg>")
     flags: list[str] = []
+    if strip_text and scan.nested_text:
+        return CheckedSvg(Status.rejected, ["text_in_image"], "text inside an embedded SVG image cannot be cut")
     if scan.has_raster:
         flags.append("embedded_raster")
         if limits.reject_embedded_raster:
@@ -129,23 +145,25 @@ def check_svg(
         flags.append("text_removed" if strip_text else "text_elements")
     if strip_text and scan.text_spans:
         data = _cut(data, scan.text_spans)
-    document, size = _normalise_root(data, scan, width, height, font_family if scan.has_text else None)
-    return CheckedSvg(Status.ok, flags, None, document, size, scan.has_text, scan.has_raster)
+    document, size, viewport = _normalise_root(data, scan, width, height, font_family if scan.has_text else None)
+    return CheckedSvg(Status.ok, flags, None, document, size, scan.has_text, scan.has_raster, viewport)
 
 
 class _Scan:
     """One expat pass: enforce the policy, remember the root start tag."""
 
-    def __init__(self, limits: PolicyLimits) -> None:
+    def __init__(self, limits: PolicyLimits, *, level: int = 0, elements: int = 0) -> None:
         self.limits = limits
+        self.level = level  # 0 for the document, n for an SVG image n levels down
         self.depth = 0
-        self.elements = 0
+        self.elements = elements
         self.root_name = ""
         self.root_attrs: list[str] | None = None
         self.root_offset = 0
         self.uses_xlink = False
         self.has_text = False
         self.has_raster = False
+        self.nested_text = False  # text inside an embedded SVG image (strip_text cannot reach it)
         self._style_depth: int | None = None
         self._style_text: list[str] = []
         self.text_spans: list[tuple[int, int]] = []  # byte ranges of outermost text elements
@@ -166,6 +184,16 @@ class _Scan:
         self._parser = parser
         self._data = data
         parser.Parse(data, True)
+
+    def root_is_svg(self) -> bool:
+        """The root is ``svg``, and a prefixed root's prefix is bound to the SVG namespace."""
+        prefix, _, local = self.root_name.rpartition(":")
+        if local != "svg":
+            return False
+        if not prefix:
+            return True
+        attrs = self.root_attrs or []
+        return dict(zip(attrs[::2], attrs[1::2])).get(f"xmlns:{prefix}") == SVG_NS
 
     # expat handlers -----------------------------------------------------------------------
     def _doctype(self, *_: object) -> None:
@@ -204,7 +232,8 @@ class _Scan:
                 self.uses_xlink = True
             key_local = key.rsplit(":", 1)[-1]
             if key_local == "href":
-                self._href(value, raster_ok=local in ("image", "feImage"))
+                if local != "a":  # a hyperlink is never fetched: any target is fine
+                    self._href(value, element=local)
             elif key_local == "style":
                 self._css(value)
             elif "url(" in value:
@@ -228,25 +257,57 @@ class _Scan:
             self._style_text.append(text)
 
     # rules ----------------------------------------------------------------------------------
-    def _href(self, value: str, *, raster_ok: bool) -> None:
+    def _href(self, value: str, *, element: str) -> None:
         value = value.strip()
         if value.startswith("#"):
             return
         if not value.lower().startswith("data:"):
-            raise _Reject("external_href", f"href to {value[:60]!r}: only #id and raster data: URIs are allowed")
-        match = _DATA_URI.match(value)
-        if not raster_ok or match is None:
-            raise _Reject("data_uri", f"data URI {value[:40]!r}...: only base64 PNG/JPEG/GIF/WebP images")
+            raise _Reject(
+                "external_href",
+                f"href to {value[:60]!r}: only #id and raster data: URIs are allowed, or SVG data: images",
+            )
+        if element not in ("image", "feImage"):
+            raise _Reject("data_uri", f"data URI on <{element}>: only <image> and <feImage> may embed images")
         if len(value) > self.limits.max_data_uri_bytes:
             raise _Reject("data_uri", f"data URI of {len(value)} bytes > {self.limits.max_data_uri_bytes}")
-        try:
-            payload = base64.b64decode("".join(value[match.end() :].split()), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise _Reject("data_uri", f"data URI is not valid base64: {exc}") from None
-        pixels = _raster_pixels(payload)
-        if pixels is None or pixels > self.limits.max_raster_pixels:
-            raise _Reject("raster_too_large", f"embedded raster unreadable or over {self.limits.max_raster_pixels} px")
+        decoded = decode_data_uri(value)
+        if decoded is None:
+            raise _Reject("data_uri", f"data URI {value[:40]!r}...: not a valid data URI")
+        mime, is_base64, payload = decoded
+        if mime == SVG_MIME and element == "image":
+            self._nested_svg(payload)
+        elif mime in _RASTER_MIME and is_base64:
+            self._raster(payload)
+        else:
+            raise _Reject("data_uri", f"data URI {value[:40]!r}...: only base64 PNG/JPEG/GIF/WebP or SVG images")
+
+    def _raster(self, payload: bytes) -> None:
+        found = _raster_info(payload)
+        if found is None:  # Pillow refuses decompression bombs before reading them
+            raise _Reject("raster_too_large", "embedded raster unreadable or too large")
+        if found[0] not in _RASTER_FORMATS:
+            raise _Reject("data_uri", f"embedded {found[0]} image: only PNG/JPEG/GIF/WebP")
+        if found[1] > self.limits.max_raster_pixels:
+            raise _Reject("raster_too_large", f"embedded raster over {self.limits.max_raster_pixels} px")
         self.has_raster = True
+
+    def _nested_svg(self, payload: bytes) -> None:
+        """Check an SVG image's document with this same policy, one level down."""
+        if self.level >= self.limits.max_nested_svg:
+            raise _Reject("too_deep", f"SVG images nested more than {self.limits.max_nested_svg} deep")
+        if len(payload) > self.limits.max_svg_bytes:
+            raise _Reject("too_large", f"embedded SVG of {len(payload)} bytes > {self.limits.max_svg_bytes}")
+        inner = _Scan(self.limits, level=self.level + 1, elements=self.elements)
+        try:
+            inner.run(payload)
+        except xml.parsers.expat.ExpatError as exc:
+            raise _Reject("data_uri", f"embedded SVG is not well-formed XML: {exc}") from None
+        if not inner.root_is_svg():
+            raise _Reject("data_uri", f"embedded SVG image has root <{inner.root_name}>, not <svg>")
+        self.elements = inner.elements
+        self.has_raster |= inner.has_raster
+        self.has_text |= inner.has_text
+        self.nested_text |= inner.has_text or inner.nested_text
 
     def _css(self, css: str) -> None:
         if "\\" in css:
@@ -261,27 +322,48 @@ class _Scan:
                 raise _Reject("external_url", f"url({match.group(2)[:60]!r}): only url(#id) is allowed")
 
 
-def _raster_pixels(payload: bytes) -> int | None:
-    """Decoded pixel count of an embedded image, read from its header only (no decoding)."""
+def decode_data_uri(uri: str) -> tuple[str, bool, bytes] | None:
+    """``(mime type, was base64, bytes)`` of a ``data:`` URI (RFC 2397), or None if malformed.
+
+    The renderers' URL fetchers use this too, so what they draw is what the policy checked.
+    """
+    header, comma, body = uri.strip()[5:].partition(",")
+    if not comma:
+        return None
+    mime, *params = (part.strip().lower() for part in header.split(";"))
+    is_base64 = "base64" in params
+    try:
+        payload = (
+            base64.b64decode("".join(body.split()), validate=True) if is_base64 else urllib.parse.unquote_to_bytes(body)
+        )
+    except (binascii.Error, ValueError):
+        return None
+    return mime, is_base64, payload
+
+
+def _raster_info(payload: bytes) -> tuple[str, int] | None:
+    """Format and decoded pixel count of an embedded image, read from its header only (no decoding)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(payload)) as image:
             width, height = image.size
+            kind = image.format or ""
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
-    return width * height
+    return kind, width * height
 
 
 def _normalise_root(
     data: bytes, scan: _Scan, width: int, height: int, font_family: str | None
-) -> tuple[str, tuple[float, float]]:
+) -> tuple[str, tuple[float, float], tuple[int, int]]:
     attrs = scan.root_attrs or []
     pairs = dict(zip(attrs[::2], attrs[1::2]))
     size = _intrinsic_size(pairs)
     if _parse_viewbox(pairs.get("viewBox")) is None:
         pairs["viewBox"] = f"0 0 {size[0]:g} {size[1]:g}"
-    pairs["width"], pairs["height"] = str(width), str(height)
+    viewport = fit_viewport(size, width, height)
+    pairs["width"], pairs["height"] = str(viewport[0]), str(viewport[1])
     pairs.setdefault("xmlns", SVG_NS)
     if scan.uses_xlink:
         pairs.setdefault("xmlns:xlink", XLINK_NS)
@@ -291,7 +373,13 @@ def _normalise_root(
     tag = f"<{scan.root_name} " + " ".join(f"{k}={_quote(v)}" for k, v in pairs.items()) + closing
     if font_family and closing == ">":
         tag += f'<style>*{{font-family:"{font_family}" !important}}</style>'
-    return tag + data[end:].decode("utf-8"), size
+    return tag + data[end:].decode("utf-8"), size, viewport
+
+
+def fit_viewport(size: tuple[float, float], width: int, height: int) -> tuple[int, int]:
+    """Whole pixels of the largest ``size``-shaped box inside a ``width`` x ``height`` canvas."""
+    scale = min(width / size[0], height / size[1])
+    return min(width, max(1, round(size[0] * scale))), min(height, max(1, round(size[1] * scale)))
 
 
 _START_TAG = re.compile(rb"""<[^\s/>]+(?:[^>"']|"[^"]*"|'[^']*')*>""")

@@ -27,6 +27,8 @@ demo: $(BIN)/.installed
 	$(BIN)/rlrf score --reference examples/reference.svg examples/candidates/*.txt
 
 test: $(BIN)/.installed
+	# verl's and OpenRLHF's own venvs for tests/trainer (cached outside the checkout; minutes the first time).
+	PYTHON=$(PYTHON) bash scripts/trainer-venvs.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

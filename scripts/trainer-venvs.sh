@@ -6,7 +6,9 @@
 #                   and vllm do not build on a CPU box; the tests stub the modules that need them)
 # Both use the local CPU torch wheel (torch 2.13.0+cpu) and add httpx for our client, which the
 # tests load from the checkout (PYTHONPATH), as `pkg://trainer.verl` would from an install.
-# A venv is rebuilt only when its line below changes (the stamp file holds its hash).
+# A venv is rebuilt only when its line below changes (the stamp file holds its hash). They live in
+# $RLRF_VENV_CACHE (default /var/cache/rlrf-ci), outside the checkout, so a fresh clone on the same
+# machine (CI) reuses them; .venv-verl and .venv-openrlhf in the checkout are links to them.
 # Usage: bash scripts/trainer-venvs.sh [verl|openrlhf]...   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +20,12 @@ declare -A DEPS=(
 )
 declare -A NODEPS=([verl]="" [openrlhf]="openrlhf==0.11.2")
 
+CACHE=${RLRF_VENV_CACHE:-/var/cache/rlrf-ci}
+
 build() {
-  local name=$1 dir=.venv-$1
+  local name=$1 dir=$CACHE/venv-$1
+  mkdir -p "$CACHE"
+  ln -sfn "$dir" ".venv-$name"
   local stamp="$dir/.installed-$(echo "${DEPS[$name]} ${NODEPS[$name]}" | sha1sum | cut -c1-12)"
   if [ -f "$stamp" ]; then echo "$dir: up to date"; return; fi
   local start=$SECONDS

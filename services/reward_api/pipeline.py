@@ -40,6 +40,8 @@ from services.reward_api.core.errors import (
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
+from services.reward_api.guards import Structure, structure
+from services.reward_api.guards import check as check_guards
 from services.reward_api.judging import JudgeStage
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
@@ -134,6 +136,7 @@ class PreparedReference:
     intrinsic_size: tuple[float, float]
     length: int | None
     blank: bool
+    structure: Structure | None = None  # what the guards compare candidates with (SVG references only)
 
 
 class Pipeline:
@@ -266,6 +269,18 @@ class Pipeline:
                     )
                 )
             else:
+                guarded = check_guards(structure(extraction.svg or ""), reference.structure)
+                if guarded:  # reference-relative structural guards (guards.py): rejected like a policy rule
+                    results.append(
+                        RolloutResult(
+                            reward=penalty,
+                            components=penalty_components,
+                            status=Status.rejected,
+                            flags=[*outcome.flags, *guarded],
+                            detail=f"structural guard: {', '.join(guarded)} (against the reference's structure)",
+                        )
+                    )
+                    continue
                 row, verdict = extra[i]
                 failure = model_error or self._judge.failure(verdict)
                 if failure is not None:
@@ -293,6 +308,18 @@ class Pipeline:
                     continue
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
+                    if not weights.get("length"):  # no code term to price it: the guard is a rule
+                        results.append(
+                            RolloutResult(
+                                reward=penalty,
+                                components=penalty_components,
+                                status=Status.rejected,
+                                flags=flags,
+                                detail="structural guard: length_collapse (under half the reference's length, "
+                                "and the profile weights no length term)",
+                            )
+                        )
+                        continue
                 total, applied = combine(values, weights)
                 results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
         done = time.perf_counter()
@@ -420,8 +447,14 @@ class Pipeline:
             raise BadReferenceError(f"reference SVG is {rendered.status.value}: {rendered.detail}")
         canvas = Canvas(rendered.image)
         extraction = extract_svg(svg)
+        document = extraction.svg or svg
         return PreparedReference(
-            key, canvas, rendered.intrinsic_size, char_length(extraction.svg or svg), self._is_blank(canvas)
+            key,
+            canvas,
+            rendered.intrinsic_size,
+            char_length(document),
+            self._is_blank(canvas),
+            structure(document),
         )
 
     def _decode_reference(self, key: str, image_b64: str) -> PreparedReference:

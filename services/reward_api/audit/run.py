@@ -119,6 +119,7 @@ class AuditResult:
     references: list[str]
     command: str = ""
     mismatches: list[str] = field(default_factory=list)  # recombined totals that differ from direct scoring
+    renders: dict[str, dict[str, bytes]] = field(default_factory=dict)  # ref -> candidate -> PNG (HTML report)
 
     def failures(self) -> list[str]:
         """Requirement violations: a class that wins, the reference not maximal, monotonicity < 0.95."""
@@ -176,8 +177,11 @@ def run_audit(
     task: str = "im2svg",
     weights: dict[str, float] | None = None,
     progress: bool = True,
+    keep_renders: bool = False,
 ) -> AuditResult:
     """Score every reference's honest and hack candidates under each profile; see the module.
+
+    ``keep_renders``: keep small PNGs of the mild honest candidate and every hack (the HTML report).
 
     Each reference's candidates are scored once, in one group, with every component of the audited
     profiles weighted, and each profile's total is then the pipeline's own ``combine`` of those
@@ -195,6 +199,7 @@ def run_audit(
     union: dict[bool, dict[str, float]] | None = None
     live: list[ProfileAudit] = []
     direct: dict[str, dict[str, Any]] = {}
+    kept: dict[str, dict[str, bytes]] = {}
     allow = settings.model_copy(update={"embedded_raster": "allow", "workers": 1})
     with Pipeline.embedded(settings) as pipeline, Pipeline.embedded(allow) as allow_pipeline:
         for ref in tqdm(refs, desc="audit", unit="ref", disable=not progress):
@@ -229,12 +234,24 @@ def run_audit(
                     w = resolve_weights(a.profile, weights, a.step)
                     union.setdefault(bool(w.get("length")), {}).update({c: 1.0 for c in w})
             passes: dict[bool, dict[str, Any]] = {}
+            renders: dict[str, bytes] | None = {} if keep_renders else None
             for key, pooled in union.items():
                 pooled = {c: v for c, v in pooled.items() if key or c != "length"}
-                passes[key] = _score(pipeline, reference, main, task, live[0].profile, _exact(live[0], pooled), None)
+                passes[key] = _score(
+                    pipeline, reference, main, task, live[0].profile, _exact(live[0], pooled), None, renders
+                )
                 if allowed:
                     passes[key].update(
-                        _score(allow_pipeline, reference, allowed, task, live[0].profile, _exact(live[0], pooled), None)
+                        _score(
+                            allow_pipeline,
+                            reference,
+                            allowed,
+                            task,
+                            live[0].profile,
+                            _exact(live[0], pooled),
+                            None,
+                            renders,
+                        )
                     )
             for audit in live:
                 profile_weights = resolve_weights(audit.profile, weights, audit.step)
@@ -249,9 +266,12 @@ def run_audit(
                         ):
                             mismatches.append(f"{audit.profile} {ref.name} {label}: {result.reward} != {totals[label]}")
                 _record(audit, ref.name, rows, totals, [label for label, _ in honest], hack_names)
+            if renders is not None:
+                kept[ref.name] = renders
             direct = {}
     result = AuditResult(audits, task, hack_names, [r.name for r in refs])
     result.mismatches = mismatches
+    result.renders = kept
     return result
 
 
@@ -263,6 +283,7 @@ def _score(
     profile: str,
     weights: dict[str, float] | None,
     step: int | None,
+    renders: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     request = ScoreRequest(
         task=task,  # type: ignore[arg-type]
@@ -272,8 +293,23 @@ def _score(
         weights=weights,
         step=step,
     )
-    group = pipeline.score_group(request)
+    group = pipeline.score_group(request, capture=renders is not None)
+    if renders is not None and group._renders is not None:
+        for (label, _), image in zip(items, group._renders[1]):
+            if label not in renders and (label == f"honest@{gen.MILD:g}" or not label.startswith(("honest", "ref"))):
+                renders[label] = _thumbnail(image)
+        renders.setdefault("target", _thumbnail(group._renders[0]))
     return {label: result for (label, _), result in zip(items, group.results)}
+
+
+def _thumbnail(image: np.ndarray | None, side: int = 128) -> bytes:
+    """A small PNG of a BGR render (an empty byte string for a rollout that did not render)."""
+    if image is None:
+        return b""
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA))
+    return png.tobytes() if ok else b""
 
 
 def _exact(audit: ProfileAudit, pooled: dict[str, float]) -> dict[str, float]:

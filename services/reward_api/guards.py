@@ -11,11 +11,14 @@ after the guard, bounded penalty), exactly as a policy rule does.
 
 Guards (``Structure`` of candidate ``c`` and reference ``r``):
 
-* ``pixel_grid``: ``c.tiles > 2·r.tiles + 8`` or ``c.primitives > 4·r.primitives + 32``. *Tiles*
+* ``pixel_grid``: ``c.tiles > 2·r.tiles + 8``, ``c.primitives > 4·r.primitives + 32`` or
+  ``c.lattice > 2·r.lattice + 4``. *Tiles*
   are the cell-like primitives a grid is made of: rects, circles/ellipses, lines, polygons of up to 4
   points, and rectilinear path subpaths (only axis-aligned segments; one tile per 4 corners, so a
   traced region outline counts as the cells it covers). *Primitives* are all drawn elements plus the
-  extra subpaths of paths, however shaped.
+  extra subpaths of paths, however shaped. *Lattice* is the largest number of tiles of one size
+  (rects and 4-corner subpaths by width and height, dots by radius): a grid's cells are all alike,
+  so even a coarse grid hidden under a few correct shapes shows, where the tile count alone does not.
 * ``duplicate_drawing``: ``c.duplicates - r.duplicates >= max(1, r.elements / 4)``, where
   ``duplicates`` counts drawn elements whose geometry and paint (ids and classes
   ignored) repeat an earlier element's: the reference drawn over itself pays twice the code for its
@@ -23,6 +26,11 @@ Guards (``Structure`` of candidate ``c`` and reference ``r``):
 * ``padding``: ``c.inert > r.inert + L_ref / 4`` (characters): comments, ``<metadata>``, ``<desc>``,
   ``<title>`` and ``<defs>`` children nothing refers to. Padding moves a short drawing past the
   ``length`` component's collapse threshold and costs nothing under profiles without ``length``.
+* ``length_collapse``: ``L < L_ref / 2`` (the ``length`` component's own collapse test, tokens when
+  sent) and, in characters, ``c.length - c.inert < (r.length - r.inert) / 2``. The ``length``
+  component scores a collapse -1, but at weight 0.1 that costs at most 0.175 against an honest
+  drawing: keeping the big shapes of a detailed reference and dropping its details beat a faithful
+  drawing on Croatia's flag. A drawing with under half the reference's code is rejected instead.
 * ``embedded_raster``: the candidate holds an ``<image>`` and the reference has none. By default
   (``RLRF_EMBEDDED_RASTER=reject``) the policy already rejects every ``<image>``; with ``allow``, a
   raster is scored only where the reference itself carries one.
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass
 
 from services.reward_api.components.length import char_length
@@ -54,6 +63,7 @@ _CURVE = re.compile(r"[CcSsQqTtAa]")
 # Thresholds of the guards (see the module docstring); named so the README and tests cite them.
 GRID_TILE_FACTOR, GRID_TILE_SLACK = 2.0, 8
 GRID_PRIMITIVE_FACTOR, GRID_PRIMITIVE_SLACK = 4.0, 32
+GRID_LATTICE_FACTOR, GRID_LATTICE_SLACK = 2.0, 4
 PADDING_SLACK = 0.25
 DUPLICATE_SHARE = 0.25
 
@@ -65,6 +75,7 @@ class Structure:
     primitives: int = 0
     elements: int = 0  # drawn shape elements (a path with many subpaths is one)
     tiles: float = 0.0
+    lattice: int = 0  # the most tiles of one size (a grid's cells are all alike)
     duplicates: int = 0
     inert: int = 0
     rasters: int = 0
@@ -85,13 +96,14 @@ def structure(svg: str) -> Structure | None:
     counts = _Counts()
     _walk(root, counts, referenced, drawn=True)
     return Structure(
-        counts.primitives,
-        counts.elements,
-        counts.tiles,
-        counts.duplicates,
-        counts.inert,
-        counts.rasters,
-        char_length(svg),
+        primitives=counts.primitives,
+        elements=counts.elements,
+        tiles=counts.tiles,
+        lattice=max(counts.sizes.values(), default=0),
+        duplicates=counts.duplicates,
+        inert=counts.inert,
+        rasters=counts.rasters,
+        length=char_length(svg),
     )
 
 
@@ -106,6 +118,7 @@ def check(candidate: Structure | None, reference: Structure | None) -> list[str]
     if (
         c.tiles > GRID_TILE_FACTOR * r.tiles + GRID_TILE_SLACK
         or c.primitives > GRID_PRIMITIVE_FACTOR * r.primitives + GRID_PRIMITIVE_SLACK
+        or c.lattice > GRID_LATTICE_FACTOR * r.lattice + GRID_LATTICE_SLACK
     ):
         fired.append("pixel_grid")
     if c.duplicates - r.duplicates >= max(1.0, DUPLICATE_SHARE * r.elements):
@@ -117,8 +130,20 @@ def check(candidate: Structure | None, reference: Structure | None) -> list[str]
     return fired
 
 
+def collapsed(candidate: Structure | None, reference: Structure | None) -> bool:
+    """The length-collapse rule: under half the reference's characters, inert content not counted.
+
+    The pipeline applies it to rollouts whose ``length`` (tokens when sent) is already under half the
+    reference's; this second test in characters keeps a clean copy of a reference bloated with
+    metadata from being cut.
+    """
+    if candidate is None or reference is None:
+        return False
+    return candidate.length - candidate.inert < (reference.length - reference.inert) / 2
+
+
 class _Counts:
-    __slots__ = ("duplicates", "elements", "inert", "primitives", "rasters", "seen", "tiles")
+    __slots__ = ("duplicates", "elements", "inert", "primitives", "rasters", "seen", "sizes", "tiles")
 
     def __init__(self) -> None:
         self.primitives = 0
@@ -128,6 +153,7 @@ class _Counts:
         self.inert = 0
         self.rasters = 0
         self.seen: set[str] = set()
+        self.sizes: Counter[tuple[str, float, float]] = Counter()
 
 
 def _local(tag: object) -> str:
@@ -163,18 +189,37 @@ def _count_shape(element: ET.Element, name: str, counts: _Counts) -> None:
         counts.duplicates += 1
     counts.seen.add(key)
     if name == "path":
-        subpaths, tiles = _path_shape(element.get("d", ""))
+        subpaths, tiles, sizes = _path_shape(element.get("d", ""))
         counts.primitives += max(1, subpaths)
         counts.tiles += tiles
+        counts.sizes.update(sizes)
         return
     counts.primitives += 1
     if name in _TILE_SHAPES or (
         name in ("polygon", "polyline") and len(_NUMBER.findall(element.get("points", ""))) <= 8
     ):
         counts.tiles += 1
+        size = _size(element, name)
+        if size is not None:
+            counts.sizes[size] += 1
 
 
-def _path_shape(d: str) -> tuple[int, float]:
+def _size(element: ET.Element, name: str) -> tuple[str, float, float] | None:
+    """A tile's size key: what the cells of one grid share."""
+    keys = {"rect": ("width", "height"), "circle": ("r", "r"), "ellipse": ("rx", "ry")}.get(name)
+    if keys is None:
+        return None
+    try:
+        return (
+            "box" if name == "rect" else "dot",
+            round(float(element.get(keys[0], "")), 2),
+            round(float(element.get(keys[1], "")), 2),
+        )
+    except ValueError:
+        return None
+
+
+def _path_shape(d: str) -> tuple[int, float, list[tuple[str, float, float]]]:
     """(subpaths, tiles) of a path: a rectilinear subpath counts one tile per 4 corners.
 
     Subpaths with curves or arcs are never tiles and are not tokenised (the common case is cheap);
@@ -185,6 +230,7 @@ def _path_shape(d: str) -> tuple[int, float]:
     subpaths = 0
     tiles = 0.0
     point: tuple[float, float] | None = (0.0, 0.0)
+    sizes: list[tuple[str, float, float]] = []
     for part in parts:
         if not part or part[0] not in "Mm":
             continue
@@ -192,19 +238,25 @@ def _path_shape(d: str) -> tuple[int, float]:
         if _CURVE.search(part):
             point = None
             continue
-        corners, point = _rectilinear(part, point)
+        corners, point, extent = _rectilinear(part, point)
         if corners >= 3:
             tiles += max(1.0, corners / 4)
-    return subpaths, tiles
+            if corners <= 4:
+                sizes.append(("box", round(extent[0], 2), round(extent[1], 2)))
+    return subpaths, tiles, sizes
 
 
-def _rectilinear(part: str, point: tuple[float, float] | None) -> tuple[int, tuple[float, float] | None]:
-    """(segments if every segment is axis-aligned else 0, end point) of one curve-free subpath."""
+def _rectilinear(
+    part: str, point: tuple[float, float] | None
+) -> tuple[int, tuple[float, float] | None, tuple[float, float]]:
+    """(segments if every segment is axis-aligned else 0, end point, extent) of a curve-free subpath."""
     tokens = _PATH_TOKEN.findall(part)
     command, args, segments, ok = "", [], 0, True
     x, y = point if point is not None else (0.0, 0.0)
     known = point is not None
     start = (x, y)
+    low_x = high_x = x
+    low_y = high_y = y
     for token in tokens:
         if token.isalpha():
             command, args = token, []
@@ -221,6 +273,8 @@ def _rectilinear(part: str, point: tuple[float, float] | None) -> tuple[int, tup
             else:
                 x, y = x + args[0], y + args[1]
             start = (x, y)
+            low_x = high_x = x
+            low_y = high_y = y
             command = "l" if command == "m" else "L"
         elif command in "Hh":
             x = args[0] if command == "H" else x + args[0]
@@ -234,5 +288,7 @@ def _rectilinear(part: str, point: tuple[float, float] | None) -> tuple[int, tup
                 ok = False
             x, y = nx, ny
             segments += 1
+        low_x, high_x, low_y, high_y = min(low_x, x), max(high_x, x), min(low_y, y), max(high_y, y)
         args = []
-    return (segments if ok else 0), ((x, y) if known else None)
+    extent = (high_x - low_x, high_y - low_y)
+    return (segments if ok else 0), ((x, y) if known else None), extent

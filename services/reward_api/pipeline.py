@@ -40,7 +40,7 @@ from services.reward_api.core.errors import (
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
-from services.reward_api.guards import Structure, structure
+from services.reward_api.guards import Structure, collapsed, structure
 from services.reward_api.guards import check as check_guards
 from services.reward_api.judging import JudgeStage
 from services.reward_api.models.scorer import FEATURES, ModelScorer
@@ -269,7 +269,8 @@ class Pipeline:
                     )
                 )
             else:
-                guarded = check_guards(structure(extraction.svg or ""), reference.structure)
+                candidate_structure = structure(extraction.svg or "")
+                guarded = check_guards(candidate_structure, reference.structure)
                 if guarded:  # reference-relative structural guards (guards.py): rejected like a policy rule
                     results.append(
                         RolloutResult(
@@ -308,7 +309,7 @@ class Pipeline:
                     continue
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
-                    if not weights.get("length"):  # no code term to price it: the guard is a rule
+                    if collapsed(candidate_structure, reference.structure):
                         results.append(
                             RolloutResult(
                                 reward=penalty,
@@ -316,7 +317,7 @@ class Pipeline:
                                 status=Status.rejected,
                                 flags=flags,
                                 detail="structural guard: length_collapse (under half the reference's length, "
-                                "and the profile weights no length term)",
+                                "inert content not counted)",
                             )
                         )
                         continue

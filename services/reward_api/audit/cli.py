@@ -27,7 +27,7 @@ exempt. Exit status 1 when a required profile fails (a class wins, the reference
 monotonicity < 0.95).
 
 --optimize N runs CMA-ES for N generations from a blank canvas against each audited profile's reward
-on the first --optimize-refs references, tracking SSIM and MSE (which the reward does not use); it
+on --optimize-refs references spread over the set, tracking SSIM and MSE (which the reward does not use); it
 reports Spearman(reward, SSIM) along the trajectory, the final SSIM, and writes one PNG per run.
 """
 
@@ -58,7 +58,9 @@ def add_audit_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     audit.add_argument("--html", type=Path, help="write the HTML report (worst cases with renders) here")
     audit.add_argument("--json", type=Path, help="write the full results as JSON here")
     audit.add_argument("--optimize", type=int, default=0, metavar="N", help="also run CMA-ES for N generations")
-    audit.add_argument("--optimize-refs", type=int, default=3, help="references the optimizer runs on (default 3)")
+    audit.add_argument(
+        "--optimize-refs", type=int, default=3, help="references the optimizer runs on, spread over --refs (default 3)"
+    )
     audit.add_argument("--optimize-shapes", type=int, default=12, help="primitives the optimizer places (default 12)")
     audit.add_argument("--optimize-dir", type=Path, default=Path("audit-optimize"), help="where the trajectory PNGs go")
     audit.add_argument("--size", type=int, help="canvas side in pixels (default 224)")
@@ -117,10 +119,11 @@ def _optimize(args, settings, refs, result, opt, cv2):  # type: ignore[no-untype
 
     from services.reward_api.pipeline import Pipeline
 
-    live = [p for p in result.profiles if not p.skipped]
+    live = [p for p in result.profiles if not p.skipped and p.required]  # format's reward is constant
     args.optimize_dir.mkdir(parents=True, exist_ok=True)
     trajectories = []
-    runs = [(ref, p) for ref in refs[: args.optimize_refs] for p in live]
+    spread = refs[:: max(1, len(refs) // max(1, args.optimize_refs))][: args.optimize_refs]  # across sources
+    runs = [(ref, p) for ref in spread for p in live]
     with Pipeline.embedded(settings) as pipeline:
         for ref, p in tqdm(runs, desc="optimize", unit="run", disable=args.quiet):
             t = opt.optimize(

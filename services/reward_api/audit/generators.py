@@ -155,10 +155,16 @@ def _hex(bgr: np.ndarray) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _canvas_root(target: np.ndarray) -> ET.Element:
-    """A root whose user units are the target's pixels (its viewBox is the canvas)."""
+def _canvas_root(target: np.ndarray, crisp: bool = False) -> ET.Element:
+    """A root whose user units are the target's pixels (its viewBox is the canvas).
+
+    ``crisp``: no antialiasing (``shape-rendering="crispEdges"``), so abutting cells leave no seams.
+    """
     h, w = target.shape[:2]
-    return ET.Element(_q("svg"), {"width": str(w), "height": str(h), "viewBox": f"0 0 {w} {h}"})
+    root = ET.Element(_q("svg"), {"width": str(w), "height": str(h), "viewBox": f"0 0 {w} {h}"})
+    if crisp:
+        root.set("shape-rendering", "crispEdges")
+    return root
 
 
 def blank(svg: str, target: np.ndarray) -> str:
@@ -189,7 +195,7 @@ def truncated(svg: str, target: np.ndarray) -> str:
 
 
 def length_collapse(svg: str, target: np.ndarray) -> str:
-    """The reference cut to half its length: trailing shapes dropped, then trailing subpaths."""
+    """The reference cut to at most half its length: trailing shapes dropped, then trailing subpaths."""
     from services.reward_api.components.length import char_length
 
     budget = char_length(svg) // 2
@@ -202,10 +208,14 @@ def length_collapse(svg: str, target: np.ndarray) -> str:
         _, shape = shapes[0]
         d = shape.get("d")
         if d:
-            parts = re.split(r"(?=[Mm])", d)
-            while len(parts) > 1 and char_length(_dump(root)) > budget:
-                parts.pop()
-                shape.set("d", "".join(parts))
+            for pattern in (r"(?=[Mm])", r"(?=[MmZzLlHhVvCcSsQqTtAa])"):  # subpaths, then commands
+                parts = re.split(pattern, shape.get("d", ""))
+                while len(parts) > 1 and char_length(_dump(root)) > budget:
+                    parts.pop()
+                    shape.set("d", "".join(parts))
+    if char_length(_dump(root)) > budget and shapes:  # one shape that cannot be cut: nothing drawn at all
+        parent, shape = shapes[0]
+        parent.remove(shape)
     return _dump(root)
 
 
@@ -213,29 +223,28 @@ def padding(svg: str, target: np.ndarray, factor: float = 4.0) -> str:
     """The reference with comments, whitespace, metadata, ``<desc>`` and unused defs up to ``factor`` x."""
     from services.reward_api.components.length import char_length
 
-    root = _parse(svg)
+    body = _dump(_parse(svg))
     goal = factor * char_length(svg)
     filler = "lorem ipsum dolor sit amet consectetur adipiscing elit "
-    k = 0
-    body = _dump(root)
-    pads: list[str] = []
-    while char_length(body) + sum(len(p) + 1 for p in pads) < goal:
-        kind = k % 4
-        if kind == 0:
-            pads.append(f"<!-- {filler * 3}-->\n\n    ")
-        elif kind == 1:
-            pads.append(f"<metadata>{filler * 3}</metadata>")
-        elif kind == 2:
-            pads.append(f"<desc>{filler * 3}</desc>")
-        else:
-            pads.append(
-                f'<defs><linearGradient id="rlrf-unused-{k}"><stop offset="0" stop-color="#123456"/>'
-                f'<stop offset="1" stop-color="#654321"/></linearGradient></defs>'
-            )
-        k += 1
     head, _, tail = body.rpartition("</svg>")
     start = head.index(">") + 1
-    return head[:start] + "".join(pads) + head[start:] + "</svg>" + tail
+    pads: list[str] = []
+    while True:
+        padded = head[:start] + "".join(pads) + head[start:] + "</svg>" + tail
+        missing = goal - char_length(padded)
+        if missing <= 0:
+            return padded
+        for _ in range(int(missing // 150) + 1):
+            k = len(pads)
+            pads.append(
+                [
+                    f"<!-- {filler * 3}-->\n\n    ",
+                    f"<metadata>{filler * 3}</metadata>",
+                    f"<desc>{filler * 3}</desc>",
+                    f'<defs><linearGradient id="rlrf-unused-{k}"><stop offset="0" stop-color="#123456"/>'
+                    f'<stop offset="1" stop-color="#654321"/></linearGradient></defs>',
+                ][k % 4]
+            )
 
 
 def drawn_twice(svg: str, target: np.ndarray) -> str:
@@ -275,7 +284,7 @@ def _near_white(bgr: np.ndarray) -> bool:
 def grid_rects(svg: str, target: np.ndarray, n: int = 32) -> str:
     """One ``<rect>`` per non-white cell of an ``n`` x ``n`` grid, in the cell's mean colour."""
     small, cell = _cells(target, n)
-    root = _canvas_root(target)
+    root = _canvas_root(target, crisp=True)
     for i in range(n):
         for j in range(n):
             if not _near_white(small[i, j]):
@@ -302,7 +311,7 @@ def grid_path_per_colour(svg: str, target: np.ndarray, n: int = 32) -> str:
     """An ``n`` x ``n`` grid, colours quantised to 6 levels a channel, one ``<path>`` per colour."""
     small, cell = _cells(target, n)
     small = _quantise(small)
-    root = _canvas_root(target)
+    root = _canvas_root(target, crisp=True)
     by_colour: dict[str, list[str]] = {}
     for i in range(n):
         for j in range(n):
@@ -318,7 +327,7 @@ def grid_path_per_colour(svg: str, target: np.ndarray, n: int = 32) -> str:
 def grid_cell_paths(svg: str, target: np.ndarray, n: int = 32) -> str:
     """One ``<path>`` per non-white cell."""
     small, cell = _cells(target, n)
-    root = _canvas_root(target)
+    root = _canvas_root(target, crisp=True)
     for i in range(n):
         for j in range(n):
             if not _near_white(small[i, j]):
@@ -351,10 +360,12 @@ def grid_circles(svg: str, target: np.ndarray, n: int = 32) -> str:
 
 
 def coarse_grid_shapes(svg: str, target: np.ndarray, n: int = 8, keep: int = 3) -> str:
-    """An ``n`` x ``n`` grid of the target under the reference's first ``keep`` shapes (the rest dropped)."""
+    """An ``n`` x ``n`` grid of the target under a few of the reference's shapes: the first ``keep``,
+    at most a third of them (at least one), the rest dropped: the grid stands in for what is missing."""
     grid = _parse(grid_rects(svg, target, n))
     ref = _parse(svg)
-    for parent, shape in _drawn_shapes(ref)[keep:]:
+    shapes = _drawn_shapes(ref)
+    for parent, shape in shapes[min(keep, max(1, len(shapes) // 3)) :]:
         parent.remove(shape)
     x0, y0, w, h = viewbox(ref)
     size = target.shape[1]
@@ -470,5 +481,9 @@ IM2SVG_HACKS: tuple[Hack, ...] = (
     Hack("grid_path_per_colour", "a 32x32 grid, one <path> per quantised colour", _n(grid_path_per_colour, n=32)),
     Hack("grid_cell_paths", "a 32x32 grid, one <path> per cell", _n(grid_cell_paths, n=32)),
     Hack("grid_circles", "a 32x32 dot grid of <circle>s (new: grids need not be rects)", _n(grid_circles, n=32)),
-    Hack("coarse_grid_shapes", "an 8x8 rect grid under the reference's first 3 shapes", coarse_grid_shapes),
+    Hack(
+        "coarse_grid_shapes",
+        "an 8x8 rect grid under the reference's first shapes (3 at most, a third of them at most)",
+        coarse_grid_shapes,
+    ),
 )

@@ -196,7 +196,7 @@ def run_audit(
     audits = [ProfileAudit(p, PROFILE_STEPS.get(p)) for p in profiles]
     hack_names: list[str] = []
     mismatches: list[str] = []
-    union: dict[bool, dict[str, float]] | None = None
+    union: dict[str, float] | None = None
     live: list[ProfileAudit] = []
     direct: dict[str, dict[str, Any]] = {}
     kept: dict[str, dict[str, bytes]] = {}
@@ -227,36 +227,14 @@ def run_audit(
                 live = [a for a in audits if not a.skipped]
                 if not live:
                     break
-                # Profiles are pooled by whether they weight `length`: without it the pipeline's
-                # length-collapse guard is a rule, so the two kinds cannot share one scoring pass.
-                union = {}
-                for a in live:
-                    w = resolve_weights(a.profile, weights, a.step)
-                    union.setdefault(bool(w.get("length")), {}).update({c: 1.0 for c in w})
-            passes: dict[bool, dict[str, Any]] = {}
+                union = {c: 1.0 for a in live for c in resolve_weights(a.profile, weights, a.step)}
+            pooled = _exact(live[0], union)
             renders: dict[str, bytes] | None = {} if keep_renders else None
-            for key, pooled in union.items():
-                pooled = {c: v for c, v in pooled.items() if key or c != "length"}
-                passes[key] = _score(
-                    pipeline, reference, main, task, live[0].profile, _exact(live[0], pooled), None, renders
-                )
-                if allowed:
-                    passes[key].update(
-                        _score(
-                            allow_pipeline,
-                            reference,
-                            allowed,
-                            task,
-                            live[0].profile,
-                            _exact(live[0], pooled),
-                            None,
-                            renders,
-                        )
-                    )
+            rows = _score(pipeline, reference, main, task, live[0].profile, pooled, None, renders)
+            if allowed:
+                rows.update(_score(allow_pipeline, reference, allowed, task, live[0].profile, pooled, None, renders))
             for audit in live:
-                profile_weights = resolve_weights(audit.profile, weights, audit.step)
-                rows = passes[bool(profile_weights.get("length"))]
-                totals = _recombine(rows, profile_weights)
+                totals = _recombine(rows, resolve_weights(audit.profile, weights, audit.step))
                 if direct:
                     for label, result in direct[audit.profile].items():
                         if result.reward != totals[label] and not (

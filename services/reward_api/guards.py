@@ -249,9 +249,13 @@ def _path_shape(d: str) -> tuple[int, float, list[tuple[str, float, float]]]:
 def _rectilinear(
     part: str, point: tuple[float, float] | None
 ) -> tuple[int, tuple[float, float] | None, tuple[float, float]]:
-    """(segments if every segment is axis-aligned else 0, end point, extent) of a curve-free subpath."""
+    """(segments if every segment is axis-aligned else 0, end point, extent) of a curve-free subpath.
+
+    Stops at the first slanted segment: the end point is then unknown (``None``), which can only make
+    a later subpath with an absolute ``L`` after a relative ``m`` count as not rectilinear.
+    """
     tokens = _PATH_TOKEN.findall(part)
-    command, args, segments, ok = "", [], 0, True
+    command, args, segments = "", [], 0
     x, y = point if point is not None else (0.0, 0.0)
     known = point is not None
     start = (x, y)
@@ -285,10 +289,9 @@ def _rectilinear(
         else:
             nx, ny = (args[0], args[1]) if command == "L" else (x + args[0], y + args[1])
             if (command == "L" and not known) or (abs(nx - x) > 1e-9 and abs(ny - y) > 1e-9):
-                ok = False
-            x, y = nx, ny
+                return 0, None, (0.0, 0.0)  # not a tile; where it ends is not tracked further
             segments += 1
         low_x, high_x, low_y, high_y = min(low_x, x), max(high_x, x), min(low_y, y), max(high_y, y)
         args = []
     extent = (high_x - low_x, high_y - low_y)
-    return (segments if ok else 0), ((x, y) if known else None), extent
+    return segments, ((x, y) if known else None), extent

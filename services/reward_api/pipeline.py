@@ -269,7 +269,7 @@ class Pipeline:
                     )
                 )
             else:
-                candidate_structure = structure(extraction.svg or "")
+                candidate_structure = outcome.structure or structure(extraction.svg or "")
                 guarded = check_guards(candidate_structure, reference.structure)
                 if guarded:  # reference-relative structural guards (guards.py): rejected like a policy rule
                     results.append(

@@ -19,8 +19,9 @@ def test_no_svg_dev_reference_trips_a_guard_against_itself() -> None:
     for path in svg_dev_files():
         svg = path.read_text()
         assert check(structure(svg), structure(svg)) == [], path.name
-        mild = gen.corrupt(svg, gen.MILD, seed=path.stem)
-        assert check(structure(mild), structure(svg)) == [], path.name
+        for strength in (0.1, 0.2):  # faithful drawings with a few shapes missing or moved
+            drawn = gen.corrupt(svg, strength, seed=path.stem)
+            assert check(structure(drawn), structure(svg)) == [], (path.name, strength)
 
 
 @pytest.mark.parametrize("name", NAMES)

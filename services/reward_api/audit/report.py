@@ -27,7 +27,12 @@ def _img(png: bytes | None) -> str:
 
 
 def _markdown_table_to_html(markdown: str) -> str:
-    rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
+    rows = [
+        line.strip("|").split("|")
+        for line in markdown.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
+    notes = [line for line in markdown.splitlines() if line and not line.startswith("|")]
     out = ["<table>"]
     for k, cells in enumerate(rows):
         tag = "th" if k == 0 else "td"
@@ -40,7 +45,7 @@ def _markdown_table_to_html(markdown: str) -> str:
             )
             + "</tr>"
         )
-    return "\n".join([*out, "</table>"])
+    return "\n".join([*out, "</table>", *(f"<p>{html.escape(n)}</p>" for n in notes)])
 
 
 def write_html(result: AuditResult, path: Path, worst: int = 3, optimizer_html: str = "") -> None:

@@ -342,24 +342,22 @@ def shipped_profiles() -> list[str]:
 
 
 def table(result: AuditResult) -> str:
-    """A Markdown table: one row per profile, win rate per class, monotonicity, reference maximal."""
-    classes = result.hacks
-    header = ["profile", *classes, "monotonicity", "ref max"]
+    """Markdown: a row per hack class (win rate), monotonicity and reference-maximal rows, a column per
+    audited profile; then the profiles that could not be audited here and why."""
+    audited = [p for p in result.profiles if not p.skipped]
+    header = ["class", *(_label(p.profile, p.step) + ("" if p.required else " (validity only)") for p in audited)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for p in result.profiles:
-        label = _label(p.profile, p.step)
-        if p.skipped:
-            lines.append(
-                f"| {label} | " + " | ".join(["n/a"] * len(classes)) + f" | not auditable: {_short(p.skipped)} | |"
-            )
-            continue
-        rates = p.win_rates
-        cells = [f"{rates[c]:.0%}" if c in rates else "-" for c in classes]
-        mono = f"{p.monotonicity:.3f}" if p.monotonicity is not None else "-"
-        ref_max = f"{p.references - len(p.reference_not_max)}/{p.references}"
-        lines.append(
-            f"| {label}{'' if p.required else ' (validity only)'} | " + " | ".join(cells) + f" | {mono} | {ref_max} |"
-        )
+    for hack in result.hacks:
+        rates = [p.win_rates.get(hack) for p in audited]
+        lines.append(f"| {hack} | " + " | ".join("-" if r is None else f"{r:.0%}" for r in rates) + " |")
+    mono = ["-" if p.monotonicity is None else f"{p.monotonicity:.3f}" for p in audited]
+    lines.append("| monotonicity (mean Spearman) | " + " | ".join(mono) + " |")
+    best = [f"{p.references - len(p.reference_not_max)}/{p.references}" for p in audited]
+    lines.append("| reference scores highest | " + " | ".join(best) + " |")
+    skipped = [f"{_label(p.profile, p.step)} ({_short(p.skipped)})" for p in result.profiles if p.skipped]
+    if skipped:
+        lines.append("")
+        lines.append("Not auditable here: " + ", ".join(skipped) + ".")
     return "\n".join(lines)
 
 

@@ -109,9 +109,11 @@ def test_eight_concurrent_clients(base: str, pipeline: Pipeline) -> None:
 
 def test_openrlhf_protocol(base: str) -> None:
     prompt = "Write SVG code for the image.\n"
-    labels = [REF, REF, json.dumps({"svg": OTHER}), json.dumps({"svg": OTHER})]
+    # The wrong drawing (last) is the longer OTHER against REF: REF against OTHER would be under half
+    # its reference's length, which the length-collapse guard rejects.
+    labels = [REF, REF, json.dumps({"svg": OTHER}), REF]
     body = {
-        "query": [prompt + REF, prompt + "no idea", prompt + OTHER, prompt + f"```svg\n{REF}\n```"],
+        "query": [prompt + REF, prompt + "no idea", prompt + OTHER, prompt + f"```svg\n{OTHER}\n```"],
         "prompts": [prompt] * 4,
         "labels": labels,
     }

@@ -54,7 +54,10 @@ def test_http_service_on_the_celery_backend(system_redis: str) -> None:
         body = {"reference": {"svg": REF}, "completions": GROUP[:6]}
         data = httpx.post(f"{url}/score", json=body, timeout=60).json()
         assert data["results"][0]["components"]["pixel_l2"] == 1.0
-        assert [r["status"] for r in data["results"]] == ["ok", "ok", "no_svg", "truncated", "rejected", "ok"]
+        # GROUP[1] and h.GOOD are under half REF's length: rejected by the length-collapse guard.
+        statuses = [r["status"] for r in data["results"]]
+        assert statuses == ["ok", "rejected", "no_svg", "truncated", "rejected", "rejected"]
+        assert "length_collapse" in data["results"][1]["flags"] and "length_collapse" in data["results"][5]["flags"]
 
         answers: list[object] = []
 

@@ -13,7 +13,13 @@ def echo(context: Any, item: Any) -> tuple[Any, Any, int]:
 
 
 def misbehave(context: Any, item: str) -> str:
-    if item == "hang":
+    if item == "hang":  # a slow SVG: the worker renders (burns CPU) past the limit
+        end = time.monotonic() + 3600
+        while time.monotonic() < end:
+            pass
+    elif item.startswith("nap:"):
+        time.sleep(float(item.split(":")[1]))
+    elif item == "stall":  # a worker that does not run (frozen, starved): not the item's fault
         time.sleep(3600)
     elif item == "segfault":
         ctypes.string_at(0)

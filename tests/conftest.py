@@ -17,7 +17,7 @@ SVG_DEV = REPO / "data" / "svg_dev"
 def svg_dev_files() -> list[Path]:
     files = sorted(SVG_DEV.glob("*.svg"))
     if not files:
-        raise RuntimeError(f"svg_dev corpus not found at {SVG_DEV} (it ships in the repository: is the clone complete?)")
+        raise RuntimeError(f"svg_dev corpus not found at {SVG_DEV} (it ships in the repository: is the clone whole?)")
     return files
 
 

@@ -161,3 +161,30 @@ def test_closed_backend_is_an_infrastructure_error_never_a_score(settings) -> No
     assert result.results[0].reward is None and result.results[0].components == {}
     with pytest.raises(BackendError):
         pipeline.score_group(ScoreRequest(reference={"svg": reference + " "}, completions=[reference]))
+
+
+def _circle(n: int) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" fill="#fff"/>'
+        f'<circle cx="{8 + n % 48}" cy="{8 + n // 48 % 48}" r="6" fill="#{n * 2654435761 % 0xFFFFFF:06x}"/></svg>'
+    )
+
+
+@pytest.mark.slow
+def test_a_hot_reference_stays_correct_among_hundreds_of_others() -> None:
+    """Regression (one render worker, as in the bug report): reference A reused between 120 other
+    references stayed `ok` only for the first 32; the worker had silently dropped A's canvas."""
+    from services.reward_api.core.settings import Settings
+
+    hot = svg_dev_files()[12].read_text()
+    rewards = set()
+    with Pipeline.embedded(Settings(workers=1, render_timeout_s=2.0, reference_cache_size=8)) as one:
+        for n in range(120):
+            result = one.score_group(ScoreRequest(reference={"svg": hot}, completions=[hot, _circle(n)]))
+            assert [r.status for r in result.results] == [Status.ok, Status.ok], (n, result.results)
+            rewards.add(result.results[0].reward)
+            cold = _circle(n)
+            other = one.score_group(ScoreRequest(reference={"svg": cold}, completions=[cold]))
+            assert other.results[0].status is Status.ok, (n, other.results)
+            rewards.add(other.results[0].reward)
+    assert len(rewards) == 1  # every reference's own copy keeps the maximum

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         return judge_proxy(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args))
     except RewardError as exc:
@@ -93,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
             "  --queue cpu  renders and scores SVG chunks in its own pool of --workers sandboxed processes.\n"
             "  --queue gpu  loads the learned models once (RLRF_DREAMSIM_DIR, RLRF_CLIP_CHECKPOINT, RLRF_DEVICE)\n"
             "               and embeds renders; its --threads tasks are merged into batches of up to\n"
-            "               RLRF_MODEL_MAX_BATCH. Threads, never forked children: CUDA does not survive fork."
+            "               RLRF_MODEL_MAX_BATCH. Threads, never forked children: CUDA does not survive fork.\n"
+            "The Celery worker runs in a child process that is started again if it dies (e.g. kombu's\n"
+            "'Unrecoverable error' on a Redis reconnect), with back-off; SIGTERM/SIGINT stop both."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -103,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=int, help="tasks in flight in this worker (default 4 for cpu, 32 for gpu: fills batches)"
     )
     worker.add_argument("--name", help="Celery node name (default rlrf-cpu@%%h or rlrf-gpu@%%h)")
+    worker.add_argument(
+        "--no-supervise",
+        action="store_true",
+        help="run the Celery worker in this process, with nothing to restart it (under systemd or k8s, say)",
+    )
     worker.set_defaults(func=_worker)
 
     models = commands.add_parser(
@@ -214,6 +222,10 @@ def _models_check(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    if not args.no_supervise:
+        from services.reward_api.worker.supervise import supervise
+
+        return supervise([sys.executable, "-m", "services.reward_api.cli", *args.argv, "--no-supervise"])
     from services.reward_api.worker.tasks import make_worker_app
 
     settings = _settings(workers=args.workers)
@@ -224,6 +236,8 @@ def _worker(args: argparse.Namespace) -> int:
             raise ConfigError("a gpu worker needs learned models: set RLRF_DREAMSIM_DIR and/or RLRF_CLIP_CHECKPOINT")
         state.models.check(features)  # a missing file fails here, before any task is taken
         state.models.load(features)
+    elif not state.backend.pool.wait_ready(120):  # take no task before the render processes can run it
+        raise ConfigError("render workers did not start within 120 s (see the log above)")
     threads = args.threads or (32 if args.queue == "gpu" else 4)
     try:
         app.worker_main(

@@ -64,11 +64,15 @@ MAX_REFERENCE_PIXELS = 64 * 1024 * 1024
 class Backend(Protocol):
     """Where the sandboxed work runs. Failures come back as ``TaskFailure`` values, not raised."""
 
-    def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure: ...
+    def render_reference(
+        self, svg: str, job: RenderJob, *, deadline: float | None = None
+    ) -> ReferenceRender | TaskFailure: ...
 
     def score(
-        self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob
-    ) -> list[Outcome | TaskFailure]: ...
+        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob, *, deadline: float | None = None
+    ) -> list[Outcome | TaskFailure]:
+        """One outcome per SVG; ``deadline`` (``time.monotonic()``): what has not started by then fails."""
+        ...
 
     def embed(self, inputs: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
         """Learned-model features ``{feature: (N, D) array}`` of canvas arrays or texts.
@@ -119,12 +123,18 @@ class LocalBackend:
         if self.models is not None:
             self.models.close()
 
-    def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure:
-        result: ReferenceRender | TaskFailure = self.pool.run(partial(render_reference, job=job), [svg])[0]
+    def render_reference(
+        self, svg: str, job: RenderJob, *, deadline: float | None = None
+    ) -> ReferenceRender | TaskFailure:
+        result: ReferenceRender | TaskFailure = self.pool.run(
+            partial(render_reference, job=job), [svg], deadline=deadline
+        )[0]
         return result
 
-    def score(self, key: str, reference: Canvas, svgs: Sequence[str], job: RenderJob) -> list[Outcome | TaskFailure]:
-        return self.pool.run(partial(score_svg, job=job), svgs, context_key=key, context=reference)
+    def score(
+        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob, *, deadline: float | None = None
+    ) -> list[Outcome | TaskFailure]:
+        return self.pool.run(partial(score_svg, job=job), svgs, context_key=key, context=reference, deadline=deadline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +228,10 @@ class Pipeline:
             return_images=tuple(sorted(images)),
             strip_text=text_task,
         )
+        # The group's own deadline: a group that cannot finish in time gives its neighbours their workers back.
+        deadline = time.monotonic() + self.settings.request_deadline_s - (prepared - started)
         outcomes = self.backend.score(
-            reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job
+            reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job, deadline=deadline
         )
         by_index = dict(zip(to_score, outcomes))
         rendered = [i for i in to_score if isinstance(by_index[i], Outcome) and by_index[i].status is Status.ok]
@@ -439,8 +451,10 @@ class Pipeline:
     def _render_reference(self, key: str, svg: str) -> PreparedReference:
         # Ground truth may embed rasters; everything else in the policy still applies.
         job = self._job(None, (), replace(self._limits, reject_embedded_raster=False))
-        rendered = self.backend.render_reference(svg, job)
-        if isinstance(rendered, (TaskTimeout, TaskCrash)):  # the reference itself hangs or kills renderers
+        rendered = self.backend.render_reference(svg, job, deadline=time.monotonic() + self.settings.request_deadline_s)
+        # The pool already tried a crash on a second worker: the reference itself hangs or kills renderers.
+        # Anything else (a stalled or lost worker, a deadline, Redis) is ours: BackendError, a retryable 503.
+        if isinstance(rendered, (TaskTimeout, TaskCrash)):
             raise BadReferenceError(f"reference SVG could not be rendered: {type(rendered).__name__}: {rendered}")
         if isinstance(rendered, TaskFailure):
             raise BackendError(f"render backend failed on the reference: {type(rendered).__name__}: {rendered}")

@@ -2,18 +2,30 @@
 
 Why not ``concurrent.futures`` or ``pebble``: a crashed worker breaks a whole
 ``ProcessPoolExecutor``, and neither lets us (1) stream results of a chunk back one by one, so the
-wall-clock limit applies to each SVG and not to the chunk, nor (2) keep the group's reference in the
-worker that already has it. This pool does both, and little else:
+wall-clock limit applies to each SVG and not to the chunk, (2) keep the group's reference in the
+worker that already has it, nor (3) share the workers fairly between the groups in flight. This
+pool does those, and little else:
 
 * Each worker is a *spawned* process (no forked locks or CUDA state) that sets ``RLIMIT_AS``, pins
   OpenCV to one thread and raises glibc's mmap threshold (per-image arrays then reuse the heap
   instead of faulting in fresh pages: metric code ran 2-4x faster here).
-* A dispatcher thread hands out chunks of up to ``chunk_size`` items. A worker answers each item as
-  soon as it is done, so the parent always knows which item is running and since when.
-* An item over ``timeout_s`` has its worker SIGKILLed: that item fails with ``TaskTimeout``. A
-  worker that dies (segfault, abort, OOM kill) fails its current item with ``TaskCrash``. Either
-  way the rest of its chunk is re-queued and a fresh worker takes the slot.
-* Contexts (the prepared reference) are sent once per worker and kept in a small LRU there.
+* Every ``submit`` is a group with a queue of its own. A dispatcher thread hands an idle worker the
+  next chunk of the next group in turn (round robin), so a group of SVGs that each run to the time
+  limit slows itself, not the groups beside it. A group whose items turn out slow is handed out
+  one item at a time, and only when no fast group is waiting. A group may carry a deadline: items
+  not started by then fail with ``TaskDeadline`` instead of holding a worker for a request that
+  is gone.
+* A worker answers each item as soon as it is done, so the parent always knows which item is
+  running and since when.
+* An item over ``timeout_s`` has its worker SIGKILLed; a worker that dies (segfault, abort, OOM
+  kill) loses its item. Either way the rest of its chunk is re-queued and a spare worker, started
+  beforehand, takes the slot at once (spawning one costs a second or more of imports). The item
+  itself is tried once more on a fresh worker when the failure may not be its own (any crash: a
+  kill from outside looks like one; a timeout during which the worker made next to no progress on
+  the CPU: frozen). A second crash is ``TaskCrash``; a second stall ``TaskStalled`` (ours, not the
+  item's); a timeout spent rendering is ``TaskTimeout`` at once.
+* Contexts (the prepared reference) are sent once per worker and kept there in a small LRU that the
+  parent owns: it tells the worker what to drop, so both sides always agree on what the worker holds.
 
 Callers get one ``Future`` per item; ``run`` is the blocking convenience. It is thread-safe.
 """
@@ -59,13 +71,32 @@ class PoolClosed(TaskFailure):
     """The pool was shut down before the item ran."""
 
 
+class TaskStalled(TaskFailure):
+    """The item's worker made no progress through the limit, twice (frozen, starved): not the item's fault."""
+
+
+class TaskDeadline(TaskFailure):
+    """The item's group ran past its deadline before the item could start: nobody waits for it."""
+
+
 @dataclass(eq=False)
-class _Task:
+class _Group:
+    """The items of one ``submit``: they share a function, a context and a deadline."""
+
     fn: Callable[..., Any]
     context_key: Hashable
     context: Any
+    deadline: float | None
+    tasks: deque[_Task] = field(default_factory=deque)
+    slow: bool = False  # an item took long: hand the rest out one by one
+
+
+@dataclass(eq=False)
+class _Task:
+    group: _Group
     item: Any
     future: Future[Any]
+    retried: bool = False
 
 
 @dataclass(eq=False)
@@ -75,7 +106,8 @@ class _Worker:
     ready: bool = False
     contexts: OrderedDict[Hashable, None] = field(default_factory=OrderedDict)
     inflight: deque[_Task] = field(default_factory=deque)
-    started: float = 0.0
+    started: float = 0.0  # when its current item began (monotonic)
+    cpu_at_start: float = 0.0  # the worker's CPU seconds then, as it last reported them
 
 
 class WorkerPool:
@@ -92,39 +124,59 @@ class WorkerPool:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.chunk_size = chunk_size
+        self.slow_s = timeout_s / 6  # an item this long marks its group slow
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._incoming: deque[_Task] = deque()
+        self._incoming: deque[_Group] = deque()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._poller = select.poll()
         self._poller.register(self._wake_r.fileno(), select.POLLIN)
         self._closed = False
         self.restarts = 0  # workers replaced after timeouts and crashes
+        self.retries = 0  # items tried again on a fresh worker
         self._startup_failures = 0
         self._pending_len = 0
         self._workers = [self._spawn() for _ in range(workers)]
+        self._spare = self._spawn()  # started and waiting: a killed worker's slot is filled at once
         self._thread = threading.Thread(target=self._dispatch, name="rlrf-dispatcher", daemon=True)
         self._thread.start()
 
     # public ---------------------------------------------------------------------------------
     def submit(
-        self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *,
+        context_key: Hashable = None,
+        context: Any = None,
+        deadline: float | None = None,
     ) -> list[Future[Any]]:
-        """Queue ``fn(context, item)`` for every item; one future per item, in order."""
-        tasks = [_Task(fn, context_key, context, item, Future()) for item in items]
+        """Queue ``fn(context, item)`` for every item as one group; one future per item, in order.
+
+        ``deadline`` (``time.monotonic()`` seconds): items not started by then fail with ``TaskDeadline``.
+        """
+        group = _Group(fn, context_key, context, deadline)
+        group.tasks.extend(_Task(group, item, Future()) for item in items)
+        futures = [task.future for task in group.tasks]
         with self._lock:
             if self._closed:
                 raise PoolClosed("the worker pool is closed")
-            self._incoming.extend(tasks)
+            self._incoming.append(group)
         self._wake_w.send_bytes(b"x")
-        return [task.future for task in tasks]
+        return futures
 
     def run(
-        self, fn: Callable[..., Any], items: Sequence[Any], *, context_key: Hashable = None, context: Any = None
+        self,
+        fn: Callable[..., Any],
+        items: Sequence[Any],
+        *,
+        context_key: Hashable = None,
+        context: Any = None,
+        deadline: float | None = None,
     ) -> list[Any]:
         """Blocking ``submit``: each entry is the result or the ``TaskFailure`` that replaced it."""
         try:
-            futures = self.submit(fn, items, context_key=context_key, context=context)
+            futures = self.submit(fn, items, context_key=context_key, context=context, deadline=deadline)
         except PoolClosed as exc:
             return [exc] * len(items)
         out: list[Any] = []
@@ -148,6 +200,11 @@ class WorkerPool:
     def size(self) -> int:
         """Worker processes this pool keeps."""
         return len(self._workers)
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        """Process ids of the serving workers (not the spare), for operators and fault-injection tests."""
+        return [worker.process.pid for worker in self._workers]
 
     @property
     def ready_workers(self) -> int:
@@ -189,53 +246,72 @@ class WorkerPool:
         return _Worker(process, parent)
 
     def _dispatch(self) -> None:
-        pending: deque[_Task] = deque()
+        groups: deque[_Group] = deque()  # groups with queued items, in turn order
         try:
             while True:
                 with self._lock:
-                    pending.extend(self._incoming)
+                    groups.extend(self._incoming)
                     self._incoming.clear()
                     closed = self._closed
                 if closed:
                     break
-                self._pending_len = len(pending)
-                # Split what is queued evenly over the workers, so one group never lands on one worker.
-                size = min(self.chunk_size, -(-len(pending) // len(self._workers)))
+                self._expire(groups)
                 for worker in self._workers:
-                    if worker.ready and not worker.inflight and pending:
-                        self._assign(worker, pending, size)
-                self._wait_and_collect(pending)
+                    if worker.ready and not worker.inflight and groups:
+                        self._assign(worker, groups)
+                self._pending_len = sum(len(group.tasks) for group in groups)
+                self._wait_and_collect(groups)
         except Exception:  # pragma: no cover - a dispatcher bug must not hang callers
             log.exception("worker pool dispatcher failed")
         finally:
-            self._shutdown(pending)
+            self._shutdown(groups)
 
-    def _assign(self, worker: _Worker, pending: deque[_Task], size: int) -> None:
-        head = pending.popleft()
-        chunk = [head]
-        while pending and len(chunk) < size and pending[0].fn is head.fn and pending[0].context_key == head.context_key:
-            chunk.append(pending.popleft())
-        chunk = [task for task in chunk if not task.future.cancelled()]
-        if not chunk:
-            return
+    def _expire(self, groups: deque[_Group]) -> None:
+        """Fail the queued items of groups past their deadline; drop groups with nothing left."""
+        now = time.monotonic()
+        for group in list(groups):
+            if group.deadline is not None and now > group.deadline:
+                while group.tasks:
+                    _settle(group.tasks.popleft().future, TaskDeadline("the group's deadline passed first"))
+            group_tasks = [task for task in group.tasks if not task.future.cancelled()]
+            if len(group_tasks) != len(group.tasks):
+                group.tasks = deque(group_tasks)
+            if not group.tasks:
+                groups.remove(group)
+
+    def _assign(self, worker: _Worker, groups: deque[_Group]) -> None:
+        # A slow group waits while a fast one is queued (fast groups finish quickly, so it is not starved
+        # for long): a group of SVGs that run to the limit costs its own latency, not its neighbours'.
+        groups.rotate(-next((i for i, g in enumerate(groups) if not g.slow), 0))
+        group = groups.popleft()
+        # Split a group evenly over the workers that can take work, so one group never waits on one worker.
+        ready = sum(w.ready for w in self._workers)
+        size = 1 if group.slow else min(self.chunk_size, -(-len(group.tasks) // max(1, ready)))
+        chunk = [group.tasks.popleft() for _ in range(min(size, len(group.tasks)))]
+        if group.tasks:
+            groups.append(group)  # its turn comes again after every other group's
         try:
-            if head.context_key not in worker.contexts:
-                worker.conn.send(("context", head.context_key, head.context))
-                worker.contexts[head.context_key] = None
-                while len(worker.contexts) > _CONTEXT_SLOTS:
-                    worker.contexts.popitem(last=False)
+            # The parent alone decides what a worker holds: it evicts (least recently used first) with an
+            # explicit "drop", and the worker never evicts on its own, so the two sides cannot disagree.
+            if group.context_key not in worker.contexts:
+                while len(worker.contexts) >= _CONTEXT_SLOTS:
+                    evicted, _ = worker.contexts.popitem(last=False)
+                    worker.conn.send(("drop", evicted))
+                worker.conn.send(("context", group.context_key, group.context))
+                worker.contexts[group.context_key] = None
             else:
-                worker.contexts.move_to_end(head.context_key)
-            worker.conn.send(("run", head.fn, head.context_key, [task.item for task in chunk]))
+                worker.contexts.move_to_end(group.context_key)
+            worker.conn.send(("run", group.fn, group.context_key, group.deadline, [task.item for task in chunk]))
         except (OSError, ValueError):  # worker died between checks; its sentinel will fire
             pass
         worker.inflight.extend(chunk)
         worker.started = time.monotonic()
 
-    def _wait_and_collect(self, pending: deque[_Task]) -> None:
+    def _wait_and_collect(self, groups: deque[_Group]) -> None:
         now = time.monotonic()
-        busy = [w for w in self._workers if w.inflight]
-        timeout = min((w.started + self.timeout_s - now for w in busy), default=None)
+        wakeups = [w.started + self.timeout_s for w in self._workers if w.inflight]
+        wakeups += [g.deadline for g in groups if g.deadline is not None]
+        timeout = min((t - now for t in wakeups), default=None)
         # One persistent poll set (fds registered at spawn): wait() would rebuild a selector per call.
         events = self._poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))
         ready = {fd for fd, _ in events}
@@ -246,11 +322,27 @@ class WorkerPool:
             exited = worker.process.sentinel in ready
             readable = worker.conn.fileno() in ready or exited
             if readable and (not self._drain(worker) or exited):  # results first, then the death
-                self._replace(index, pending, TaskCrash(f"render worker died (exit code {worker.process.exitcode})"))
+                worker.process.join(timeout=5)
+                code = worker.process.exitcode
+                # Anything may have killed it (an OOM kill or a SIGKILL from outside looks the same): the
+                # item gets a second worker before the crash is blamed on it.
+                self._replace(index, groups, TaskCrash(f"render worker died (exit code {code})"), retry=True)
                 continue
             if worker.inflight and time.monotonic() - worker.started > self.timeout_s:
+                # A worker that used the CPU during the limit was rendering: the SVG is slow. One that made
+                # next to no progress was frozen (SIGSTOP, a stuck host): not the SVG's doing, so it is tried again.
+                busy = _cpu_seconds(worker.process.pid) - worker.cpu_at_start
                 worker.process.kill()
-                self._replace(index, pending, TaskTimeout(f"render exceeded {self.timeout_s:g} s"))
+                if busy < 0.05 * self.timeout_s:
+                    stalled = TaskStalled(f"render worker made no progress in {self.timeout_s:g} s (frozen?)")
+                    self._replace(index, groups, stalled, retry=True)
+                else:
+                    self._replace(index, groups, TaskTimeout(f"render exceeded {self.timeout_s:g} s"), retry=False)
+        spare = self._spare
+        woke = spare.process.sentinel in ready or spare.conn.fileno() in ready
+        if woke and (not self._drain(spare) or spare.process.sentinel in ready):
+            self._retire(spare)
+            self._spare = self._spawn()
 
     def _drain(self, worker: _Worker) -> bool:
         """Read every message the worker has sent; False once its pipe is closed."""
@@ -260,54 +352,83 @@ class WorkerPool:
                 kind = message[0]
                 if kind == "ready":
                     worker.ready = True
+                    worker.cpu_at_start = message[1]
                     self._startup_failures = 0
                     continue
                 task = worker.inflight.popleft()
-                _settle(task.future, message[1] if kind == "ok" else TaskError(message[1]))
-                worker.started = time.monotonic()
+                _settle(task.future, message[1] if kind == "ok" else _FAILURES[kind](message[1]))
+                now = time.monotonic()
+                if now - worker.started > self.slow_s:
+                    task.group.slow = True
+                worker.started = now
+                worker.cpu_at_start = message[2]
         except (EOFError, OSError):
             return False
         return True
 
-    def _replace(self, index: int, pending: deque[_Task], failure: TaskFailure) -> None:
-        worker = self._workers[index]
+    def _retire(self, worker: _Worker) -> None:
         worker.process.join(timeout=5)
         self._poller.unregister(worker.conn.fileno())
         self._poller.unregister(worker.process.sentinel)
         worker.conn.close()
+
+    def _replace(self, index: int, groups: deque[_Group], failure: TaskFailure, *, retry: bool) -> None:
+        worker = self._workers[index]
+        self._retire(worker)
         if not worker.ready:  # died before it could serve: a broken install, not a hostile SVG
             self._startup_failures += 1
             if self._startup_failures >= 3:
                 broken = TaskError(f"render workers fail to start (exit code {worker.process.exitcode})")
-                while pending:
-                    _settle(pending.popleft().future, broken)
+                for group in groups:
+                    while group.tasks:
+                        _settle(group.tasks.popleft().future, broken)
             time.sleep(min(2.0, 0.1 * self._startup_failures))
         log.warning("replacing render worker pid=%s: %s", worker.process.pid, failure)
         self.restarts += 1
-        self._workers[index] = self._spawn()
-        if worker.inflight:
-            pending.extendleft(reversed(worker.inflight))  # the rest of the chunk goes first, in order
-            _settle(pending.popleft().future, failure)
+        if self._spare.ready:
+            self._workers[index], self._spare = self._spare, self._spawn()
+        else:
+            self._workers[index] = self._spawn()
+        if not worker.inflight:
+            return
+        current = worker.inflight.popleft()
+        current.group.slow = True
+        if retry and not current.retried:
+            current.retried = True
+            self.retries += 1
+            worker.inflight.appendleft(current)
+        else:
+            _settle(current.future, failure)
+        if worker.inflight:  # the rest of the chunk goes back to the front of its group, in order
+            group = worker.inflight[0].group
+            group.tasks.extendleft(reversed(worker.inflight))
+            if group not in groups:
+                groups.append(group)
 
-    def _shutdown(self, pending: deque[_Task]) -> None:
+    def _shutdown(self, groups: deque[_Group]) -> None:
         with self._lock:
             self._closed = True
-            pending.extend(self._incoming)
+            groups.extend(self._incoming)
             self._incoming.clear()
-        for task in [*pending, *(task for worker in self._workers for task in worker.inflight)]:
+        queued = [task for group in groups for task in group.tasks]
+        for task in [*queued, *(task for worker in self._workers for task in worker.inflight)]:
             _settle(task.future, PoolClosed("the worker pool is closed"))
-        for worker in self._workers:
+        everyone = [*self._workers, self._spare]
+        for worker in everyone:
             try:
                 worker.conn.send(None)
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + 2
-        for worker in self._workers:
+        for worker in everyone:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(timeout=2)
             worker.conn.close()
+
+
+_FAILURES: dict[str, type[TaskFailure]] = {"error": TaskError, "late": TaskDeadline}
 
 
 def _settle(future: Future[Any], outcome: Any) -> None:
@@ -326,7 +447,7 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
     """Entry point of a spawned worker: set limits, then serve chunks until told to stop."""
     _limit_worker(memory_mb)
     contexts: OrderedDict[Hashable, Any] = OrderedDict()
-    conn.send(("ready",))
+    conn.send(("ready", time.process_time()))
     while True:
         try:
             message = conn.recv()
@@ -337,17 +458,38 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
         if message[0] == "context":
             _, key, value = message
             contexts[key] = value
-            while len(contexts) > _CONTEXT_SLOTS:
-                contexts.popitem(last=False)
             continue
-        _, fn, key, items = message
-        context = contexts.get(key)
+        if message[0] == "drop":
+            contexts.pop(message[1], None)
+            continue
+        _, fn, key, deadline, items = message
+        if key not in contexts:  # the parent sends every context before its first use: a protocol bug
+            for _item in items:
+                conn.send(("error", f"ContextMissing: context {key!r} was never sent to this worker", 0.0))
+            continue
+        context = contexts[key]
         for item in items:
+            if deadline is not None and time.monotonic() > deadline:  # one clock for all processes on a host
+                conn.send(("late", "the group's deadline passed before this item started", time.process_time()))
+                continue
             try:
-                reply: tuple[str, Any] = ("ok", fn(context, item))
+                reply: tuple[str, Any, float] = ("ok", fn(context, item), time.process_time())
             except Exception as exc:  # reported per item as TaskError
-                reply = ("error", f"{type(exc).__name__}: {exc}"[:2000])
+                reply = ("error", f"{type(exc).__name__}: {exc}"[:2000], time.process_time())
             conn.send(reply)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a live process (``/proc``), 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _limit_worker(memory_mb: int) -> None:
@@ -365,6 +507,13 @@ def _limit_worker(memory_mb: int) -> None:
 
     cv2.setNumThreads(1)
     import services.reward_api.scoring  # noqa: F401 - warm imports (numpy, renderers) before the cap
+
+    try:  # the renderers import lazily; a first render must not spend its time limit importing them
+        import cairosvg.parser
+        import cairosvg.surface  # noqa: F401
+        import resvg  # noqa: F401
+    except ImportError:  # pragma: no cover - the render extra is not installed: scoring reports it per SVG
+        pass
 
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

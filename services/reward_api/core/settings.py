@@ -68,9 +68,17 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker, result store, reference cache.")
     cpu_queue: str = Field("rlrf.cpu", description="Celery queue of the render/score tasks.")
     celery_chunk_size: int = Field(16, ge=1, description="Rollouts per Celery task; a group spans several workers.")
-    task_time_limit_s: float = Field(120.0, gt=0, description="Hard limit of one Celery task (a chunk).")
+    task_time_limit_s: float = Field(
+        60.0,
+        gt=0,
+        description="Limit of one Celery task (a chunk): SVGs not started by then come back as status 'error'; "
+        "one that started runs at most render_timeout_s more.",
+    )
     visibility_timeout_s: float = Field(
-        180.0, gt=0, description="Redis redelivers an unacknowledged task after this; keep above task_time_limit_s."
+        75.0,
+        gt=0,
+        description="Redis redelivers an unacknowledged task (its worker died) after this; must exceed "
+        "task_time_limit_s + render_timeout_s, so a running chunk is never handed out twice.",
     )
     request_deadline_s: float = Field(
         300.0, gt=0, description="Rollouts still unscored after this come back as status 'error', reward null."

@@ -3,9 +3,20 @@
 A group is split into chunks of ``celery_chunk_size`` so several workers share it. Results are
 collected by one thread per API process that polls Redis for every outstanding task at once
 (``MGET`` on Celery's result keys) and resolves futures: no request thread and no event loop ever
-blocks in ``AsyncResult.get()``, and one Redis round trip serves all requests in flight. Rollouts
-not back by ``request_deadline_s`` (a lost worker whose task was not redelivered in time, Redis
-down) fail with ``TaskError``: status ``error``, reward null.
+blocks in ``AsyncResult.get()``, and one Redis round trip serves all requests in flight.
+
+The API keeps everything needed to send a task again until its result is in, so Redis going away
+costs latency, not rollouts:
+
+* a publish that fails (Redis down or unreachable, a dead pooled connection) is retried by the
+  collector until the group's deadline;
+* a Redis restart (its ``run_id`` changes: the queues, unacknowledged tasks, results and stored
+  references of a Redis without persistence are gone) has every outstanding task stored and sent
+  again; a task a worker was running meanwhile may then run twice, but its future resolves once;
+* a partition shorter than the deadline needs nothing: queued tasks stay in Redis, workers write
+  their results there, and the collector reads them once it reaches Redis again.
+
+Rollouts not back by the deadline fail with ``TaskError``: status ``error``, reward null.
 """
 
 from __future__ import annotations
@@ -13,9 +24,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,10 +48,27 @@ from services.reward_api.worker.celery_app import (
     RENDER_REFERENCE,
     SCORE_CHUNK,
     make_celery,
+    redis_client,
 )
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.005
+_EPOCH_CHECK_S = 0.5  # how often the collector asks Redis whether it restarted
+_RESEND_S = 0.5  # how often a task that could not be published is tried again
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A task the API is waiting for, with what it takes to send it again."""
+
+    name: str
+    args: list[Any]
+    queue: str
+    deadline: float  # time.monotonic()
+    future: Future[Any]
+    stored: dict[str, bytes] = field(default_factory=dict)  # Redis keys the task reads (the reference canvas)
+    task_id: str | None = None  # None: not queued (yet)
+    sends: int = 0
 
 
 class CeleryBackend:
@@ -47,16 +77,21 @@ class CeleryBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = make_celery(settings)
-        self.redis = redis.Redis.from_url(settings.redis_url)
-        self._pending: dict[str, Future[Any]] = {}
+        self.redis = redis_client(settings)
+        self.resent = 0  # tasks sent again after a Redis restart or a failed publish
+        self._pending: dict[str, _Pending] = {}  # by task id while queued, by a local id until then
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._epoch: str | None = None  # Redis run_id the outstanding tasks were sent to
         self._collector = threading.Thread(target=self._collect, name="rlrf-celery-results", daemon=True)
         self._collector.start()
 
     # Backend protocol ---------------------------------------------------------------------------
-    def render_reference(self, svg: str, job: RenderJob) -> ReferenceRender | TaskFailure:
-        (data,) = self._wait([self._send(RENDER_REFERENCE, [svg, wire.job_to_wire(job)])])
+    def render_reference(
+        self, svg: str, job: RenderJob, *, deadline: float | None = None
+    ) -> ReferenceRender | TaskFailure:
+        deadline = self._deadline(deadline)
+        (data,) = self._wait([self._send(RENDER_REFERENCE, [svg, wire.job_to_wire(job)], deadline)], deadline)
         if isinstance(data, TaskFailure):
             return data
         if "failure" in data:
@@ -67,22 +102,22 @@ class CeleryBackend:
         return ReferenceRender(image, tuple(data["intrinsic_size"]), Status(data["status"]), data["detail"])
 
     def score(
-        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob
+        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob, *, deadline: float | None = None
     ) -> list[Outcome | TaskFailure]:
         if not svgs:
             return []
-        try:  # workers fetch the canvas by key, once each: tasks stay small
-            if reference is not None:
-                self.redis.set(REFERENCE_KEY.format(key), wire.image_to_png(reference.image), ex=REFERENCE_TTL_S)
-        except redis.RedisError as exc:
-            return [TaskError(f"Redis unavailable: {exc}")] * len(svgs)
+        deadline = self._deadline(deadline)
+        # Workers fetch the canvas by key, once each: tasks stay small. It is stored again before any resend.
+        stored = {} if reference is None else {REFERENCE_KEY.format(key): wire.image_to_png(reference.image)}
         reference_key = key if reference is not None else None
         size = self.settings.celery_chunk_size
         chunks = [list(svgs[i : i + size]) for i in range(0, len(svgs), size)]
         job_wire = wire.job_to_wire(job)
-        replies = self._wait([self._send(SCORE_CHUNK, [reference_key, job_wire, chunk]) for chunk in chunks])
+        futures = [
+            self._send(SCORE_CHUNK, [reference_key, job_wire, chunk], deadline, stored=stored) for chunk in chunks
+        ]
         outcomes: list[Outcome | TaskFailure] = []
-        for chunk, reply in zip(chunks, replies):
+        for chunk, reply in zip(chunks, self._wait(futures, deadline)):
             if isinstance(reply, TaskFailure):
                 outcomes += [reply] * len(chunk)
             else:
@@ -91,7 +126,9 @@ class CeleryBackend:
 
     def embed(self, inputs: Mapping[str, Sequence[Any]]) -> dict[str, np.ndarray]:
         """One task on the GPU queue per call; a GPU worker batches it with what else is in flight."""
-        (reply,) = self._wait([self._send(EMBED, [wire.inputs_to_wire(inputs)], queue=self.settings.gpu_queue)])
+        deadline = self._deadline(None)
+        task = self._send(EMBED, [wire.inputs_to_wire(inputs)], deadline, queue=self.settings.gpu_queue)
+        (reply,) = self._wait([task], deadline)
         if isinstance(reply, TaskFailure):
             raise BackendError(f"GPU workers: {reply}")
         return {feature: wire.array_from_wire(data) for feature, data in reply.items()}
@@ -101,7 +138,10 @@ class CeleryBackend:
         queued = self.queue_depth()
         if queued is None:
             return {"ready": False, "redis": "unavailable"}
-        workers = self.app.control.ping(timeout=1.0) or []
+        try:
+            workers = self.app.control.ping(timeout=1.0) or []
+        except Exception as exc:  # Redis went away between the two calls: not ready, never a 500
+            return {"ready": False, "redis": f"unavailable: {type(exc).__name__}"}
         return {"ready": bool(workers), "celery_workers": len(workers), "queued": queued}
 
     def queue_depth(self) -> int | None:
@@ -116,28 +156,49 @@ class CeleryBackend:
         self._collector.join(timeout=5)
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
-        for future in pending:  # nobody will collect these any more: fail them now, not at the deadline
-            if not future.done():
-                future.set_result(TaskError("the backend was closed"))
+        for task in pending:  # nobody will collect these any more: fail them now, not at the deadline
+            _resolve(task, TaskError("the backend was closed"))
         self.redis.close()
 
     # plumbing ---------------------------------------------------------------------------------
-    def _send(self, name: str, args: list[Any], queue: str | None = None) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            # A task nobody took by the deadline is dropped (REVOKED), never run late for a request that is gone.
-            result = self.app.send_task(
-                name, args=args, queue=queue or self.settings.cpu_queue, expires=self.settings.request_deadline_s
-            )
-        except Exception as exc:  # broker down: kombu's publish retries are exhausted
-            future.set_result(TaskError(f"could not queue {name}: {type(exc).__name__}: {exc}"))
-            return future
-        with self._lock:
-            self._pending[result.id] = future
-        return future
+    def _deadline(self, deadline: float | None) -> float:
+        return time.monotonic() + self.settings.request_deadline_s if deadline is None else deadline
 
-    def _wait(self, futures: list[Future[Any]]) -> list[Any]:
-        deadline = time.monotonic() + self.settings.request_deadline_s
+    def _send(
+        self,
+        name: str,
+        args: list[Any],
+        deadline: float,
+        *,
+        queue: str | None = None,
+        stored: dict[str, bytes] | None = None,
+    ) -> Future[Any]:
+        task = _Pending(name, args, queue or self.settings.cpu_queue, deadline, Future(), stored or {})
+        if not self._publish(task):  # the collector tries again until the deadline
+            with self._lock:
+                self._pending[f"unsent-{uuid.uuid4().hex}"] = task
+        return task.future
+
+    def _publish(self, task: _Pending) -> bool:
+        """Store what the task reads and queue it; False (and logged) when Redis cannot be reached."""
+        remaining = task.deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            for key, value in task.stored.items():
+                self.redis.set(key, value, ex=REFERENCE_TTL_S)
+            # A task nobody took by the deadline is dropped (REVOKED), never run late for a request that is gone.
+            result = self.app.send_task(task.name, args=task.args, queue=task.queue, expires=remaining)
+        except Exception as exc:  # broker down, unreachable, or a dead pooled connection
+            log.warning("could not queue %s (%s: %s); retrying until the deadline", task.name, type(exc).__name__, exc)
+            return False
+        task.task_id = result.id
+        task.sends += 1
+        with self._lock:
+            self._pending[result.id] = task
+        return True
+
+    def _wait(self, futures: list[Future[Any]], deadline: float) -> list[Any]:
         out: list[Any] = []
         for future in futures:
             try:
@@ -150,45 +211,87 @@ class CeleryBackend:
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
             for task_id, pending in list(self._pending.items()):
-                if pending is future:
+                if pending.future is future:
                     del self._pending[task_id]
 
     def _collect(self) -> None:
         backend = self.app.backend
+        last_epoch_check = last_resend = 0.0
         while not self._closed.is_set():
+            now = time.monotonic()
             with self._lock:
-                ids = list(self._pending)
-            if not ids:
+                queued = {tid: t for tid, t in self._pending.items() if t.task_id == tid}
+                unsent = {tid: t for tid, t in self._pending.items() if t.task_id != tid}
+                expired = [tid for tid, t in self._pending.items() if t.deadline < now]
+                for tid in expired:
+                    del self._pending[tid]
+            if not queued and not unsent:
+                self._epoch = None  # nothing outstanding to lose: the next task's check only records the epoch
                 time.sleep(_POLL_S)
                 continue
             try:
-                values = self.redis.mget([backend.get_key_for_task(task_id) for task_id in ids])
+                if self._epoch is None or now - last_epoch_check > _EPOCH_CHECK_S:
+                    last_epoch_check = now
+                    self._check_epoch()
+                if unsent and now - last_resend > _RESEND_S:
+                    last_resend = now
+                    self._resend(unsent)
+                ids = [tid for tid in queued if tid not in expired]
+                values = self.redis.mget([backend.get_key_for_task(tid) for tid in ids]) if ids else []
             except redis.RedisError as exc:
-                log.warning("result poll failed (%s); retrying", exc)
+                log.warning("Redis unreachable (%s); outstanding tasks wait for it until their deadline", exc)
                 time.sleep(0.5)
                 continue
-            done: list[str] = []
-            for task_id, value in zip(ids, values):
-                if value is None:
-                    continue
-                try:
-                    meta = backend.decode_result(value)
-                except Exception as exc:  # one unreadable value must not stop the collector
-                    meta = {"status": "FAILURE", "result": f"undecodable result: {type(exc).__name__}: {exc}"}
-                if meta["status"] not in ("SUCCESS", "FAILURE", "REVOKED"):
-                    continue
-                done.append(task_id)
-                with self._lock:
-                    future = self._pending.pop(task_id, None)
-                if future is None:
-                    continue
-                if meta["status"] == "SUCCESS":
-                    future.set_result(meta["result"])
-                else:
-                    future.set_result(TaskError(f"worker task failed: {meta.get('result')}"))
+            done = [tid for tid, value in zip(ids, values) if value is not None and self._settle(tid, value)]
             if done:  # results carry renders and embeddings: free Redis now, not after result_expires
                 try:
-                    self.redis.delete(*[backend.get_key_for_task(task_id) for task_id in done])
+                    self.redis.delete(*[backend.get_key_for_task(tid) for tid in done])
                 except redis.RedisError:
                     pass  # result_expires still removes them
             time.sleep(_POLL_S)
+
+    def _settle(self, task_id: str, value: bytes) -> bool:
+        """Resolve the task's future from its stored result; False while the task is not finished."""
+        try:
+            meta = self.app.backend.decode_result(value)
+        except Exception as exc:  # one unreadable value must not stop the collector
+            meta = {"status": "FAILURE", "result": f"undecodable result: {type(exc).__name__}: {exc}"}
+        if meta["status"] not in ("SUCCESS", "FAILURE", "REVOKED"):
+            return False
+        with self._lock:
+            task = self._pending.pop(task_id, None)
+        if task is not None:
+            ok = meta["status"] == "SUCCESS"
+            _resolve(task, meta["result"] if ok else TaskError(f"worker task failed: {meta.get('result')}"))
+        return True
+
+    def _check_epoch(self) -> None:
+        """After a Redis restart nothing sent before it exists any more: send every outstanding task again."""
+        epoch = str(self.redis.info("server").get("run_id"))
+        previous, self._epoch = self._epoch, epoch
+        if previous is None or previous == epoch:
+            return
+        with self._lock:
+            lost = {tid: t for tid, t in self._pending.items() if t.task_id == tid}
+        log.warning("Redis restarted (run_id %s -> %s): sending %d outstanding tasks again", previous, epoch, len(lost))
+        self._resend(lost)
+
+    def _resend(self, tasks: dict[str, _Pending]) -> None:
+        for old_id, task in tasks.items():
+            if task.future.done():
+                continue
+            with self._lock:
+                if self._pending.pop(old_id, None) is None:  # settled or forgotten meanwhile
+                    continue
+            if self._publish(task):
+                self.resent += 1
+            else:
+                with self._lock:
+                    self._pending[old_id] = task
+                    task.task_id = None
+                break  # Redis is not taking work right now: the next round tries again
+
+
+def _resolve(task: _Pending, outcome: Any) -> None:
+    if not task.future.done():
+        task.future.set_result(outcome)

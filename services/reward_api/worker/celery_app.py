@@ -14,8 +14,10 @@ Reliability settings, and why:
 
 from __future__ import annotations
 
+import redis
 from celery import Celery
 
+from services.reward_api.core.errors import ConfigError
 from services.reward_api.core.settings import Settings
 
 SCORE_CHUNK = "rlrf.score_chunk"
@@ -26,7 +28,17 @@ REFERENCE_TTL_S = 3600
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app for ``settings`` (the API uses it to send, ``rlrf worker`` to consume)."""
+    """A Celery app for ``settings`` (the API uses it to send, ``rlrf worker`` to consume).
+
+    Raises:
+        ConfigError: the visibility timeout would let Redis hand a running chunk to a second worker.
+    """
+    if settings.visibility_timeout_s <= settings.task_time_limit_s + settings.render_timeout_s:
+        raise ConfigError(
+            f"visibility_timeout_s ({settings.visibility_timeout_s:g}) must exceed task_time_limit_s + "
+            f"render_timeout_s ({settings.task_time_limit_s + settings.render_timeout_s:g}): Redis would hand a "
+            "running chunk to a second worker"
+        )
     app = Celery("rlrf", broker=settings.redis_url, backend=settings.redis_url)
     app.conf.update(
         task_serializer="json",
@@ -43,12 +55,33 @@ def make_celery(settings: Settings) -> Celery:
             # kombu's default sweep period is ~100 s whatever the timeout.
             "unacked_restore_interval": max(1, int(settings.visibility_timeout_s / 4)),
             "unacked_restore_throttle": 1,
-            # A Redis that vanishes without closing the socket must not hang a publish forever.
+            # A Redis that vanishes without closing the socket must not hang a publish forever, and a pooled
+            # connection that died during a partition is found (PING) before it is used again.
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 5,
+            "retry_on_timeout": True,
         },
+        redis_socket_timeout=10,
+        redis_socket_connect_timeout=5,
+        redis_socket_keepalive=True,
+        redis_backend_health_check_interval=5,
+        redis_retry_on_timeout=True,
         result_expires=3600,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A Redis client for the API's collector and the workers' reference fetches: bounded waits, and dead
+    connections (a partition, a restart) noticed before they are used."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=5,
+    )

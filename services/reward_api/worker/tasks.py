@@ -12,10 +12,10 @@ several API processes) into full forward passes.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
-import redis
 from celery import Celery
 
 from services.reward_api.components import Canvas
@@ -24,7 +24,14 @@ from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.pipeline import LocalBackend, check_settings, render_pool
 from services.reward_api.sandbox import TaskFailure
 from services.reward_api.worker import wire
-from services.reward_api.worker.celery_app import EMBED, REFERENCE_KEY, RENDER_REFERENCE, SCORE_CHUNK, make_celery
+from services.reward_api.worker.celery_app import (
+    EMBED,
+    REFERENCE_KEY,
+    RENDER_REFERENCE,
+    SCORE_CHUNK,
+    make_celery,
+    redis_client,
+)
 
 
 class WorkerState:
@@ -33,7 +40,7 @@ class WorkerState:
     def __init__(self, settings: Settings) -> None:
         check_settings(settings)
         self.settings = settings
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = redis_client(settings)
         self._lock = threading.Lock()
         self._backend: LocalBackend | None = None
         self._references: OrderedDict[str, Canvas] = OrderedDict()
@@ -49,8 +56,10 @@ class WorkerState:
     def reference(self, key: str | None) -> Canvas | None:
         if key is None:  # a text-only group: nothing to compare canvases against
             return None
-        with self._lock:
+        with self._lock:  # least recently used goes first: a hot reference stays while it is in use
             canvas = self._references.get(key)
+            if canvas is not None:
+                self._references.move_to_end(key)
         if canvas is None:
             png = self.redis.get(REFERENCE_KEY.format(key))
             if png is None:
@@ -76,7 +85,13 @@ def make_worker_app(settings: Settings) -> tuple[Celery, WorkerState]:
 
     @app.task(name=SCORE_CHUNK)
     def score_chunk(reference_key: str | None, job: dict[str, Any], svgs: list[str]) -> list[dict[str, Any]]:
-        outcomes = state.backend.score(reference_key, state.reference(reference_key), svgs, wire.job_from_wire(job))
+        # The threads pool cannot enforce Celery's time limit: the render pool does (what has not started by then
+        # fails as TaskDeadline, status error; what runs is bounded by render_timeout_s).
+        backend = state.backend
+        deadline = time.monotonic() + state.settings.task_time_limit_s
+        outcomes = backend.score(
+            reference_key, state.reference(reference_key), svgs, wire.job_from_wire(job), deadline=deadline
+        )
         return [wire.outcome_to_wire(o) for o in outcomes]
 
     @app.task(name=RENDER_REFERENCE)

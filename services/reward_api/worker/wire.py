@@ -16,11 +16,13 @@ import cv2
 import numpy as np
 
 from services.reward_api.core.results import Status
-from services.reward_api.sandbox import TaskCrash, TaskError, TaskFailure, TaskTimeout
+from services.reward_api.sandbox import TaskCrash, TaskDeadline, TaskError, TaskFailure, TaskStalled, TaskTimeout
 from services.reward_api.scoring import Outcome, RenderJob
 from services.reward_api.svg.policy import PolicyLimits
 
-_FAILURES: dict[str, type[TaskFailure]] = {"TaskTimeout": TaskTimeout, "TaskCrash": TaskCrash, "TaskError": TaskError}
+_FAILURES: dict[str, type[TaskFailure]] = {
+    cls.__name__: cls for cls in (TaskTimeout, TaskCrash, TaskError, TaskDeadline, TaskStalled)
+}
 
 
 def job_to_wire(job: RenderJob) -> dict[str, Any]:

@@ -7,7 +7,7 @@ guard below compares the candidate's *structure* with the reference SVG's, so a 
 itself a grid (pixel art, a QR code, a chequered flag) or that uses many small rects scores its own
 copy at the maximum: the candidate is measured against what the reference needs, never against an
 absolute idea of a "normal" drawing. A guard that fires makes the rollout ``rejected`` (flag named
-after the guard, bounded penalty), exactly as a policy rule does.
+after the guard, bounded penalty), exactly as a policy rule does; ``length_collapse`` caps instead.
 
 Guards (``Structure`` of candidate ``c`` and reference ``r``):
 
@@ -27,10 +27,12 @@ Guards (``Structure`` of candidate ``c`` and reference ``r``):
   ``<title>`` and ``<defs>`` children nothing refers to. Padding moves a short drawing past the
   ``length`` component's collapse threshold and costs nothing under profiles without ``length``.
 * ``length_collapse``: ``L < L_ref / 2`` (the ``length`` component's own collapse test, tokens when
-  sent) and, in characters, ``c.length - c.inert < (r.length - r.inert) / 2``. The ``length``
-  component scores a collapse -1, but at weight 0.1 that costs at most 0.175 against an honest
-  drawing: keeping the big shapes of a detailed reference and dropping its details beat a faithful
-  drawing on Croatia's flag. A drawing with under half the reference's code is rejected instead.
+  sent) and, in characters, ``c.length - c.inert < (r.length - r.inert) / 2``. Not a rejection: the
+  rollout stays ``ok`` but earns no credit for fidelity (every component but ``length`` counts only
+  when negative). The ``length`` component scores a collapse -1, but at weight 0.1 that costs at most
+  0.175 against an honest drawing: keeping the big shapes of a detailed reference and dropping its
+  details beat a faithful drawing on 4% of svg_dev. Capping keeps the penalty bounded and the signal
+  graded (a worse collapse still scores lower), and lets any small drawing still be scored.
 * ``embedded_raster``: the candidate holds an ``<image>`` and the reference has none. By default
   (``RLRF_EMBEDDED_RASTER=reject``) the policy already rejects every ``<image>``; with ``allow``, a
   raster is scored only where the reference itself carries one.
@@ -131,7 +133,7 @@ def check(candidate: Structure | None, reference: Structure | None) -> list[str]
 
 
 def collapsed(candidate: Structure | None, reference: Structure | None) -> bool:
-    """The length-collapse rule: under half the reference's characters, inert content not counted.
+    """The length-collapse test: under half the reference's characters, inert content not counted.
 
     The pipeline applies it to rollouts whose ``length`` (tokens when sent) is already under half the
     reference's; this second test in characters keeps a clean copy of a reference bloated with

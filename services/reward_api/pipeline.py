@@ -322,17 +322,8 @@ class Pipeline:
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
                     if collapsed(candidate_structure, reference.structure):
-                        results.append(
-                            RolloutResult(
-                                reward=penalty,
-                                components=penalty_components,
-                                status=Status.rejected,
-                                flags=flags,
-                                detail="structural guard: length_collapse (under half the reference's length, "
-                                "inert content not counted)",
-                            )
-                        )
-                        continue
+                        # Under half the reference's code: no credit for fidelity (guards.py).
+                        values = {k: v if k == "length" or v is None else min(v, 0.0) for k, v in values.items()}
                 total, applied = combine(values, weights)
                 results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
         done = time.perf_counter()

@@ -109,11 +109,9 @@ def test_eight_concurrent_clients(base: str, pipeline: Pipeline) -> None:
 
 def test_openrlhf_protocol(base: str) -> None:
     prompt = "Write SVG code for the image.\n"
-    # The wrong drawing (last) is the longer OTHER against REF: REF against OTHER would be under half
-    # its reference's length, which the length-collapse guard rejects.
-    labels = [REF, REF, json.dumps({"svg": OTHER}), REF]
+    labels = [REF, REF, json.dumps({"svg": OTHER}), json.dumps({"svg": OTHER})]
     body = {
-        "query": [prompt + REF, prompt + "no idea", prompt + OTHER, prompt + f"```svg\n{OTHER}\n```"],
+        "query": [prompt + REF, prompt + "no idea", prompt + OTHER, prompt + f"```svg\n{REF}\n```"],
         "prompts": [prompt] * 4,
         "labels": labels,
     }
@@ -146,8 +144,14 @@ def test_limits_auth_and_back_pressure() -> None:
         assert too_large.status_code == 413 and "over 20000 bytes" in too_large.text
         chunked = httpx.post(f"{url}/score", content=iter([b"{" + b" " * 25_000 + b"}"]), headers=auth)
         assert chunked.status_code == 413
+        # More rollouts than are ever admitted at once: 413 (retrying cannot help), not 429 forever.
         over = httpx.post(f"{url}/score", json={**small, "completions": [h.GOOD] * 7}, headers=auth)
-        assert over.status_code == 429 and over.headers["Retry-After"] == "1"
+        assert over.status_code == 413 and over.json()["error"] == "RequestTooLargeError"
+        assert "7 rollouts in one request" in over.text and "at most 6" in over.text
+        batch = httpx.post(
+            f"{url}/score/batch", json={"groups": [small] * 4 + [{**small, "completions": [h.GOOD] * 3}]}, headers=auth
+        )
+        assert batch.status_code == 413 and "7 rollouts in one request" in batch.text
         # Hold 5 rollouts in flight (two hang until the 2 s limit), then a 2-rollout request is refused.
         slow = {"reference": {"svg": h.GOOD}, "completions": [h.huge_filter_region()] * 2 + [h.GOOD] * 3}
         holder = threading.Thread(target=lambda: httpx.post(f"{url}/score", json=slow, headers=auth, timeout=60))
@@ -159,6 +163,7 @@ def test_limits_auth_and_back_pressure() -> None:
         refused = httpx.post(f"{url}/score", json={**small, "completions": [h.GOOD] * 2}, headers=auth, timeout=60)
         holder.join(timeout=60)
         assert refused.status_code == 429 and "5 rollouts in flight" in refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
         assert httpx.post(f"{url}/score", json=small, headers=auth, timeout=60).status_code == 200
 
 

@@ -101,10 +101,77 @@ class Arm:
     group_latency_ms: list[float] = field(default_factory=list)
     note: str = ""
     failures: dict[str, int] = field(default_factory=dict)  # outcome -> count, for what did not score ok
+    cpu_s: dict[str, float] = field(default_factory=dict)  # role -> CPU-seconds over the timed run
+    api_threads_s: dict[str, float] = field(default_factory=dict)  # the API process's CPU-seconds by thread
 
     @property
     def rate(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def cpu_per_1000(self) -> float:
+        """CPU-seconds (user + system, every process of the arm) per 1,000 rewards."""
+        return 1e3 * sum(self.cpu_s.values()) / self.samples if self.cpu_s and self.samples else float("nan")
+
+
+class CpuMeter:
+    """CPU-seconds (user + system) of processes by role, between ``start()`` and ``stop()``.
+
+    A role is a list of ``(pid, part)``: ``part`` "own" is that process alone; "children" is every
+    live descendant plus what the kernel already charged to the process for descendants it reaped
+    (``children_user``/``children_system``: render processes replaced mid-run still count).
+    Processes born during the run count from zero. The roles are what a cluster bills: the API
+    process (request threads, collector), its render processes, each worker's main process
+    (Celery consumer, chunk threads, wire format) and its render processes, Redis.
+    """
+
+    def __init__(self, roles: dict[str, list[tuple[int, str]]]) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.roles = roles
+        self._start: dict[str, dict[int, float]] = {}
+
+    def _sample(self, members: list[tuple[int, str]]) -> dict[int, float]:
+        psutil = self._psutil
+        seen: dict[int, float] = {}
+        for pid, part in members:
+            try:
+                root = psutil.Process(pid)
+                t = root.cpu_times()
+                if part == "own":
+                    seen[pid] = t.user + t.system
+                    continue
+                seen[-pid] = t.children_user + t.children_system  # reaped descendants, keyed apart
+                for proc in root.children(recursive=True):
+                    try:
+                        c = proc.cpu_times()
+                        seen[proc.pid] = c.user + c.system
+                    except psutil.NoSuchProcess:
+                        pass
+            except psutil.NoSuchProcess:
+                continue
+        return seen
+
+    def _threads(self) -> dict[int, float]:
+        return {th.id: th.user_time + th.system_time for th in self._psutil.Process().threads()}
+
+    def start(self) -> None:
+        self._start = {role: self._sample(members) for role, members in self.roles.items()}
+        self._threads_start = self._threads()
+
+    def stop(self) -> dict[str, float]:
+        out = {}
+        for role, members in self.roles.items():
+            end, begin = self._sample(members), self._start.get(role, {})
+            out[role] = sum(max(0.0, v - begin.get(pid, 0.0)) for pid, v in end.items())
+        # This process by thread: where the API's own share goes (collector, callers, dispatcher).
+        names = {th.native_id: th.name.split("_")[0].rstrip("-0123456789") for th in threading.enumerate()}
+        self.threads: dict[str, float] = {}
+        for tid, cpu in self._threads().items():
+            name = names.get(tid, "other")
+            self.threads[name] = self.threads.get(name, 0.0) + max(0.0, cpu - self._threads_start.get(tid, 0.0))
+        return out
 
 
 @dataclass
@@ -281,10 +348,15 @@ def run_ours(
             bar.update(len(candidates))
             return result, 1e3 * (time.perf_counter() - t0)
 
+        # This process is the API (pipeline, request threads); its children are the render pool.
+        me = os.getpid()
+        meter = CpuMeter({"api": [(me, "own")], "api render processes": [(me, "children")]})
         with bar, ThreadPoolExecutor(concurrency) as callers:
+            meter.start()
             started = time.perf_counter()
             outputs = list(callers.map(score, groups))
             seconds = time.perf_counter() - started
+            cpu = meter.stop()
     for result, latency in outputs:
         latencies.append(latency)
         for r in result.results:
@@ -297,7 +369,9 @@ def run_ours(
     mode = "groups in sequence" if concurrency == 1 else f"{concurrency} groups in flight (concurrent callers)"
     note = f"Pipeline.embedded, renderer {settings.renderer}, chunk_size {settings.chunk_size}, {mode}"
     name = f"ours x{concurrency}"
-    return Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, _failures(scores)), scores
+    arm = Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, _failures(scores), cpu)
+    arm.api_threads_s = meter.threads
+    return arm, scores
 
 
 def run_http(groups: Sequence[Group], size: int, workers: int, concurrency: int, progress: bool) -> Arm:
@@ -360,10 +434,40 @@ def run_http(groups: Sequence[Group], size: int, workers: int, concurrency: int,
     return Arm(f"http x{concurrency}", workers, samples, samples + len(groups), seconds, latencies, note, {})
 
 
-def run_celery(groups: Sequence[Group], size: int, workers: int, concurrency: int, progress: bool) -> Arm:
-    """Distributed mode on this machine: Redis (127.0.0.1:6379/14) and ``workers`` `rlrf worker`
-    processes with one render process each, so the render processes match ours."""
-    import os
+def _private_redis() -> tuple[Any, str] | None:
+    """A redis-server of the benchmark's own (its CPU is then the benchmark's alone), or None."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    directory = tempfile.mkdtemp(prefix="rlrf-bench-redis-")
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(250):
+        try:
+            redis.Redis.from_url(url).ping()
+            return proc, url
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("private redis-server did not start")
+
+
+def run_celery(
+    groups: Sequence[Group], size: int, workers: int, concurrency: int, progress: bool, chunk: int | None = None
+) -> Arm:
+    """Distributed mode on this machine: a private Redis (else 127.0.0.1:6379/14) and ``workers``
+    `rlrf worker` processes with one render process each, so the render processes match ours."""
     import signal
     import subprocess
     import uuid
@@ -376,9 +480,13 @@ def run_celery(groups: Sequence[Group], size: int, workers: int, concurrency: in
     from services.reward_api.pipeline import Pipeline
     from services.reward_api.worker.celery_app import make_celery
 
-    url = "redis://127.0.0.1:6379/14"
+    private = _private_redis()
+    url = private[1] if private else "redis://127.0.0.1:6379/14"
     redis.Redis.from_url(url).flushdb()
-    settings = Settings(size=size, backend="celery", redis_url=url, cpu_queue=f"rlrf.bench.{uuid.uuid4().hex[:6]}")
+    overrides: dict[str, Any] = {"celery_chunk_size": chunk} if chunk else {}
+    settings = Settings(
+        size=size, backend="celery", redis_url=url, cpu_queue=f"rlrf.bench.{uuid.uuid4().hex[:6]}", **overrides
+    )
     env = {**os.environ, "RLRF_REDIS_URL": url, "RLRF_CPU_QUEUE": settings.cpu_queue, "RLRF_WORKERS": "1"}
     procs = [
         subprocess.Popen(
@@ -416,22 +524,39 @@ def run_celery(groups: Sequence[Group], size: int, workers: int, concurrency: in
                     file=sys.stderr,
                     disable=not progress,
                 )
+                roles = {
+                    "api": [(os.getpid(), "own")],
+                    "worker main processes": [(proc.pid, "own") for proc in procs],
+                    "worker render processes": [(proc.pid, "children") for proc in procs],
+                }
+                if private:
+                    roles["redis"] = [(private[0].pid, "own")]
+                meter = CpuMeter(roles)
                 with bar:
+                    meter.start()
                     started = time.perf_counter()
                     for latency in callers.map(score, groups):
                         latencies.append(latency)
                         bar.update(len(groups[0][1]))
                     seconds = time.perf_counter() - started
+                    cpu = meter.stop()
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=30)
+        if private:
+            private[0].kill()
+            private[0].wait(timeout=10)
     note = (
-        f"Pipeline.distributed: Redis + {workers} `rlrf worker` processes (1 render process each), "
-        f"{concurrency} groups in flight, chunks of {settings.celery_chunk_size}"
+        f"Pipeline.distributed: {'a private' if private else 'the shared (CPU not counted)'} Redis + {workers} "
+        f"`rlrf worker` processes (1 render process each), {concurrency} groups in flight, "
+        f"chunks of {settings.celery_chunk_size}"
     )
-    return Arm(f"celery x{concurrency}", workers, samples, samples + len(groups), seconds, latencies, note, {})
+    name = f"celery x{concurrency}" + (f" chunk {chunk}" if chunk else "")
+    arm = Arm(name, workers, samples, samples + len(groups), seconds, latencies, note, {}, cpu)
+    arm.api_threads_s = meter.threads
+    return arm
 
 
 # agreement of ours and the baseline --------------------------------------------------------------
@@ -564,15 +689,24 @@ def report_size(size: int, arms: list[Arm], agree: dict[str, Any] | None, groups
     lines = [
         f"## {size} px: {groups} groups × {group} candidates = {groups * group} samples",
         "",
-        "| arm | processes | samples | renders | seconds | rewards/s | vs baseline | vs floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | processes | samples | renders | seconds | rewards/s | CPU-s / 1000 rewards | vs baseline | vs floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for a in arms:
+        cpu = f"{a.cpu_per_1000:.1f}" if a.cpu_s else "–"
         lines.append(
-            f"| {a.arm} | {a.processes} | {a.samples} | {a.renders} | {a.seconds:.2f} | {a.rate:.1f} "
+            f"| {a.arm} | {a.processes} | {a.samples} | {a.renders} | {a.seconds:.2f} | {a.rate:.1f} | {cpu} "
             f"| {_ratio(a.rate, base.rate if base else None)} | {_ratio(a.rate, floor.rate if floor else None)} |"
         )
     lines.append("")
+    for a in arms:
+        if a.cpu_s:
+            parts = ", ".join(f"{role} {1e3 * s / a.samples:.1f}" for role, s in a.cpu_s.items())
+            lines.append(f"- {a.arm} CPU-s per 1000 rewards by process: {parts}")
+        if a.api_threads_s:
+            busy = sorted(a.api_threads_s.items(), key=lambda kv: -kv[1])
+            parts = ", ".join(f"{name} {1e3 * s / a.samples:.2f}" for name, s in busy if s > 0)
+            lines.append(f"  - of which the api process by thread: {parts}")
     for a in arms:
         latency = ""
         if a.group_latency_ms:
@@ -726,6 +860,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--renderers-repeat", type=int, default=3, metavar="R", help="timings per SVG, best kept (default: 3)"
     )
+    parser.add_argument(
+        "--celery-chunk",
+        type=_counts,
+        default=[],
+        metavar="N[,N]",
+        help="also run the celery arm with these celery_chunk_size values (per-chunk overhead)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the raw figures as JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -781,11 +922,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             arms.append(run_http(groups, size, args.workers, max(args.concurrency), progress))
         if "celery" in args.arms:
             arms.append(run_celery(groups, size, args.workers, max(args.concurrency), progress))
+            for chunk in args.celery_chunk:
+                arms.append(run_celery(groups, size, args.workers, max(args.concurrency), progress, chunk))
         agree = (
             agreement(ours_scores, base_scores, groups) if base_scores is not None and ours_scores is not None else None
         )
         raw["sizes"][str(size)] = {
-            "arms": [{**asdict(a), "rewards_per_s": a.rate} for a in arms],
+            "arms": [{**asdict(a), "rewards_per_s": a.rate, "cpu_s_per_1000": a.cpu_per_1000} for a in arms],
             "agreement": agree,
             "scores": {
                 name: asdict(s) for name, s in (("baseline", base_scores), ("ours", ours_scores)) if s is not None

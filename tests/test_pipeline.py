@@ -163,6 +163,51 @@ def test_closed_backend_is_an_infrastructure_error_never_a_score(settings) -> No
         pipeline.score_group(ScoreRequest(reference={"svg": reference + " "}, completions=[reference]))
 
 
+def test_concurrent_groups_render_a_shared_reference_once(settings) -> None:  # type: ignore[no-untyped-def]
+    """One sample per request (OpenRLHF): concurrent groups wait for the render in progress."""
+    import threading
+    import time
+
+    from services.reward_api.core.errors import BackendError
+    from services.reward_api.core.schemas import ReferenceIn
+
+    pipeline = Pipeline.embedded(settings.model_copy(update={"workers": 1}))
+    renders: list[str] = []
+    render = pipeline._render_reference
+
+    def slow_render(key: str, svg: str):  # type: ignore[no-untyped-def]
+        renders.append(key)
+        time.sleep(0.3)  # long enough that every thread asks while the first render runs
+        if len(renders) == 1:
+            raise BackendError("render workers lost")
+        return render(key, svg)
+
+    pipeline._render_reference = slow_render  # type: ignore[method-assign]
+    reference = ReferenceIn(svg=svg_dev_files()[5].read_text())
+    outcomes: list[object] = []
+
+    def prepare() -> None:
+        try:
+            outcomes.append(pipeline.prepare_reference(reference))
+        except BackendError as exc:
+            outcomes.append(exc)
+
+    try:
+        for expected_renders in (1, 2):  # the first render fails: every waiter gets its error; then one more render
+            outcomes.clear()
+            threads = [threading.Thread(target=prepare) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert len(renders) == expected_renders and len(outcomes) == 4
+            if expected_renders == 1:
+                assert all(isinstance(o, BackendError) for o in outcomes)
+        assert all(not isinstance(o, BackendError) for o in outcomes) and len({id(o) for o in outcomes}) == 1
+    finally:
+        pipeline.close()
+
+
 def _circle(n: int) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect width="64" height="64" fill="#fff"/>'

@@ -7,6 +7,9 @@ RewardServiceError          base: the service could not give rewards for a reque
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 
 class RewardServiceError(Exception):
     """Base of every error the client raises; httpx errors never leak past the client."""
@@ -22,3 +25,8 @@ class RequestRejected(RewardServiceError):
     def __init__(self, message: str, *, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as ``cls(*args)``; the keyword-only status must travel too, or a 422
+        # raised inside a Ray actor (verl's reward workers) arrives as Ray's UnserializableException.
+        return partial(type(self), status_code=self.status_code), self.args, self.__dict__

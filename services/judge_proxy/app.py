@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from services._http import Guard, error_response, install
 from services.judge_proxy.errors import JudgeProxyError
 from services.judge_proxy.routes import api, operations
 from services.judge_proxy.service import JudgeService
@@ -37,18 +38,18 @@ def create_app(settings: JudgeSettings | None = None, service: JudgeService | No
     )
     app.include_router(api)
     app.include_router(operations)
+    install(app)
     app.add_exception_handler(JudgeProxyError, _judge_proxy_error)  # type: ignore[arg-type]
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        if request.url.path == "/v1/judge":
-            request.app.state.service.metrics.http_requests.labels(str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(Guard, paths=("/v1/judge",), count=_count)
     return app
+
+
+def _count(app: Any, path: str, status: int) -> None:
+    service = getattr(app.state, "service", None)
+    if service is not None:
+        service.metrics.http_requests.labels(str(status)).inc()
 
 
 async def _judge_proxy_error(request: Request, exc: JudgeProxyError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, exc.http_status, headers=headers)
+    return error_response(exc.http_status, str(exc), type(exc).__name__, headers=headers)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services._http import error_responses
 from services.judge_proxy.errors import UnauthorizedError
 from services.judge_proxy.rubrics import RUBRICS
 from services.judge_proxy.schemas import AxisInfo, JudgeRequest, JudgeResponse, RubricInfo, RubricsResponse
@@ -33,10 +34,13 @@ def require_token(request: Request) -> None:
 ServiceDep = Annotated[JudgeService, Depends(get_service)]
 
 api = APIRouter(prefix="/v1", tags=["judging"], dependencies=[Depends(require_token)])
+_ERRORS = error_responses(400, 401, 422, 500, 503)
+_NOT_READY = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
+_PROMETHEUS = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
 operations = APIRouter(tags=["operations"])
 
 
-@api.post("/judge", response_model=JudgeResponse)
+@api.post("/judge", response_model=JudgeResponse, responses=_ERRORS)
 async def judge(request: JudgeRequest, service: ServiceDep) -> JudgeResponse:
     """Judge each candidate against the reference image and/or prompt; results in candidate order.
 
@@ -49,7 +53,7 @@ async def judge(request: JudgeRequest, service: ServiceDep) -> JudgeResponse:
         service.metrics.request_seconds.observe(time.monotonic() - started)
 
 
-@api.get("/rubrics", response_model=RubricsResponse)
+@api.get("/rubrics", response_model=RubricsResponse, responses=error_responses(401))
 async def rubrics() -> RubricsResponse:
     """Registered rubrics: name, version, required inputs, axes with ranges and weights, verdict schema."""
     return RubricsResponse(
@@ -76,7 +80,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@operations.get("/readyz")
+@operations.get("/readyz", responses=_NOT_READY)
 async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
     """Readiness: at least one backend configured and, with caching on, Redis answers."""
     state = await service.readiness()
@@ -85,7 +89,7 @@ async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
     return {"status": "ok" if state["ready"] else "not ready", **state}
 
 
-@operations.get("/metrics")
+@operations.get("/metrics", response_class=Response, responses=_PROMETHEUS)
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format: calls by outcome, cache, retries, tokens, cost, latency."""
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

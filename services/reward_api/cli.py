@@ -103,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--queue", choices=["cpu", "gpu"], default="cpu", help="which work to consume (default cpu)")
     worker.add_argument("--workers", type=int, help="sandboxed render processes of a cpu worker (default 2)")
     worker.add_argument(
-        "--threads", type=int, help="tasks in flight in this worker (default 4 for cpu, 32 for gpu: fills batches)"
+        "--threads",
+        type=int,
+        help="tasks in flight in this worker (default: 4 per render process for cpu, so a chunk of another group "
+        "gets in beside a slow group's and the render pool serves it first; 32 for gpu: fills batches)",
     )
     worker.add_argument("--name", help="Celery node name (default rlrf-cpu@%%h or rlrf-gpu@%%h)")
     worker.add_argument(
@@ -238,7 +241,7 @@ def _worker(args: argparse.Namespace) -> int:
         state.models.load(features)
     elif not state.backend.pool.wait_ready(120):  # take no task before the render processes can run it
         raise ConfigError("render workers did not start within 120 s (see the log above)")
-    threads = args.threads or (32 if args.queue == "gpu" else 4)
+    threads = args.threads or (32 if args.queue == "gpu" else 4 * settings.workers)
     try:
         app.worker_main(
             [

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
@@ -161,6 +162,7 @@ class Pipeline:
         self.settings = settings
         self.backend = backend
         self._references: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._preparing: dict[str, Future[PreparedReference]] = {}  # references being rendered now
         self._features: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._judge = JudgeStage(settings)
         self._lock = threading.Lock()
@@ -403,20 +405,39 @@ class Pipeline:
         key = hashlib.sha256(
             f"{kind}|{s.size}|{s.renderer}|{s.font_family}|{content}".encode("utf-8", "surrogatepass")
         ).hexdigest()
+        # Single flight: concurrent groups with the same reference (OpenRLHF sends one sample per
+        # request) wait for the one render in progress instead of each rendering it again.
         with self._lock:
             cached = self._references.get(key)
+            flight = self._preparing.get(key) if cached is None else None
+            owner = cached is None and flight is None
             if cached is not None:
                 self._references.move_to_end(key)
-        if cached is None:
-            cached = (
-                self._render_reference(key, reference.svg)
-                if reference.svg is not None
-                else self._decode_reference(key, content)
-            )
-            with self._lock:
-                self._references[key] = cached
-                while len(self._references) > s.reference_cache_size:
-                    self._references.popitem(last=False)
+            elif owner:
+                flight = self._preparing[key] = Future()
+        if owner:
+            assert flight is not None
+            try:
+                cached = (
+                    self._render_reference(key, reference.svg)
+                    if reference.svg is not None
+                    else self._decode_reference(key, content)
+                )
+            except BaseException as exc:
+                flight.set_exception(exc)
+                raise
+            else:
+                flight.set_result(cached)
+                with self._lock:
+                    self._references[key] = cached
+                    while len(self._references) > s.reference_cache_size:
+                        self._references.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._preparing.pop(key, None)
+        elif cached is None:
+            assert flight is not None
+            cached = flight.result()  # the owner's error, if it failed, is this group's too
         return replace(cached, length=tokens) if tokens is not None else cached
 
     # helpers ----------------------------------------------------------------------------------

@@ -172,7 +172,8 @@ def test_infrastructure_failure_is_reported_never_scored(settings: Settings) -> 
     pipeline = Pipeline.embedded(settings.model_copy(update={"workers": 1}))
     pipeline.score_group(ScoreRequest(reference={"svg": REF}, completions=[REF]))  # reference cached
     pipeline.close()
-    with running(create_app(settings, pipeline=pipeline)) as url:
+    held = settings.model_copy(update={"openrlhf_hold_s": 0.5})  # a pool that stays dead: 503 after the hold
+    with running(create_app(held, pipeline=pipeline)) as url:
         assert httpx.get(f"{url}/readyz").status_code == 503
         data = httpx.post(f"{url}/score", json={"reference": {"svg": REF}, "completions": [REF, "x"]}).json()
         assert data["rewards"] == [None, -2.1]

@@ -16,6 +16,14 @@ trl = pytest.importorskip("trl", reason="the trainer extra (trl, torch) is not i
 pytestmark = pytest.mark.slow
 
 
+class _CPUConfig(trl.GRPOConfig):
+    """TRL's GRPOConfig with what a CPU box needs (module level: TRL pickles its config)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        cpu = {"use_cpu": True, "bf16": False, "max_steps": 1, "max_completion_length": 16, "report_to": "none"}
+        super().__init__(*args, **{**cpu, **kwargs})  # type: ignore[arg-type]
+
+
 def _tiny_model(directory: Path) -> Path:
     """A 2-layer Qwen2 with a BPE tokenizer trained here on SVG text; saved as a local checkpoint."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -166,3 +174,31 @@ def test_launcher_runs_one_step_on_a_prepared_dataset(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rewards/pixel_l2/mean" in proc.stdout + proc.stderr
     assert (tmp_path / "run" / "config.json").exists()  # the trained model was saved
+
+
+def test_readme_snippet_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """trainer/README.md's TRL block, executed; ours are the URL, model and data, and a CPU box's config.
+
+    TRL's defaults want a GPU (bf16) and a long run, so every GRPOConfig made here (by the snippet,
+    or by GRPOTrainer when given none) gets ``use_cpu``, no bf16, one step and short completions.
+    """
+    import re
+
+    import trl.trainer.grpo_trainer
+    from datasets import Dataset
+
+    monkeypatch.setattr(trl, "GRPOConfig", _CPUConfig)
+    monkeypatch.setattr(trl.trainer.grpo_trainer, "GRPOConfig", _CPUConfig)
+
+    section = (Path(__file__).resolve().parents[2] / "trainer/README.md").read_text().split("## TRL", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    model_dir = _tiny_model(tmp_path / "tiny-qwen2")
+    dataset = Dataset.from_list([{"prompt": "<svg", "svg": svg_dev_files()[210].read_text()}])
+    monkeypatch.chdir(tmp_path)
+    with running(create_app(Settings(workers=2))) as url:
+        namespace = {"model": str(model_dir), "dataset": dataset}
+        exec(compile(snippet.replace("http://reward-api:8000", url), "trainer/README.md", "exec"), namespace)
+    grpo = namespace["grpo"]
+    assert [f.__name__ for f in grpo.reward_funcs] == ["pixel_l2", "canny_l2", "length"]
+    logged = [entry for entry in grpo.state.log_history if "rewards/pixel_l2/mean" in entry]
+    assert logged and all(-1.0 <= entry["rewards/length/mean"] <= 1.0 for entry in logged)

@@ -145,6 +145,21 @@ def test_client_retries_honour_retry_after_and_never_retry_4xx() -> None:
         asyncio.run(down.score({}))
 
 
+def test_back_pressure_is_waited_out_without_using_up_retries() -> None:
+    """Ten 429s in a row, then an answer: a client with 1 retry still gets it; past overload_wait_s it gives up."""
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"})] * 10 + [httpx.Response(200, json={"ok": 1})])
+    patient = trainer.RewardClient("http://service", transport=httpx.MockTransport(lambda r: next(answers)), retries=1)
+    assert patient.score({"reference": {"svg": A}, "completions": [A]}) == {"ok": 1}
+
+    busy = trainer.AsyncRewardClient(
+        "http://service",
+        transport=httpx.MockTransport(lambda r: httpx.Response(429, headers={"Retry-After": "1"})),
+        overload_wait_s=1.5,
+    )
+    with pytest.raises(trainer.ServiceUnavailable, match="after 2 attempts: 429"):
+        asyncio.run(busy.score({}))
+
+
 def test_token_counts_are_used_only_with_reference_tokens(url: str) -> None:
     (length,) = trainer.get_component_rewards(url, ["length"])
     with_tokens = asyncio.run(
@@ -164,3 +179,74 @@ def test_text_only_rows_are_sent_as_text2svg_and_a_task_column_wins() -> None:
     assert bodies[0]["task"] == "text2svg" and "svg" in bodies[0]["reference"]
     bodies, _ = _groups({"completions": ["<svg/>"], "svg": [A]}, None, None)
     assert "task" not in bodies[0]  # the service's default, im2svg
+
+
+def _requests_to(url: str, route: str) -> float:
+    pattern = rf'rlrf_requests_total\{{code="200",route="{re.escape(route)}"\}} ([\d.]+)'
+    match = re.search(pattern, httpx.get(f"{url}/metrics").text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_verl_batch_entry_point_sends_one_call_per_batch(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RLRF_URL", url)
+    monkeypatch.setattr(verl, "_sync_client", None)
+    before = _requests_to(url, "/score/batch"), _requests_to(url, "/score")
+    scores = verl.compute_score_batch(
+        ["svg"] * 4, [A, "no svg", B, A], [A, A, B, B], [{"global_step": 2}, {"global_step": 2}, {}, {}]
+    )
+    assert [s["status"] for s in scores] == ["ok", "no_svg", "ok", "ok"]
+    assert scores[0]["score"] == pytest.approx(2.075) and scores[2]["score"] == pytest.approx(2.075)
+    assert scores[3]["score"] < 2.0
+    assert (_requests_to(url, "/score/batch"), _requests_to(url, "/score")) == (before[0] + 1, before[1])
+
+
+def test_verl_concurrent_compute_score_calls_share_one_request(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verl's reward loop awaits compute_score per sample, all at once: one HTTP call for them all."""
+    monkeypatch.setenv("RLRF_URL", url)
+    monkeypatch.setattr(verl, "_async_client", None)
+
+    async def share() -> list[dict[str, object]]:
+        calls = [verl.compute_score("svg", s, t) for s, t in [(A, A), ("x", A), (B, B), (A, B)]]
+        return list(await asyncio.gather(*calls))
+
+    before = _requests_to(url, "/score/batch")
+    scores = asyncio.run(share())
+    assert [s["status"] for s in scores] == ["ok", "no_svg", "ok", "ok"]
+    assert _requests_to(url, "/score/batch") == before + 1
+    monkeypatch.setenv("RLRF_VERL_BATCH_MS", "0")  # batching off: one POST /score per sample
+    before = _requests_to(url, "/score")
+    assert asyncio.run(share()) == scores
+    assert _requests_to(url, "/score") == before + 4
+
+
+def test_verl_infrastructure_error_raises_for_every_waiting_sample(settings: Settings, monkeypatch) -> None:
+    pipeline = Pipeline.embedded(settings.model_copy(update={"workers": 1}))
+    pipeline.score_group(ScoreRequest(reference={"svg": A}, completions=[A]))
+    pipeline.close()
+    with running(create_app(settings, pipeline=pipeline)) as base:
+        monkeypatch.setenv("RLRF_URL", base)
+        monkeypatch.setattr(verl, "_async_client", None)
+
+        async def both() -> list[object]:
+            return list(
+                await asyncio.gather(*(verl.compute_score("svg", s, A) for s in (A, "x")), return_exceptions=True)
+            )
+
+        got = asyncio.run(both())
+    assert isinstance(got[0], trainer.RewardServiceError) and "closed" in str(got[0])
+    assert isinstance(got[1], dict) and got[1]["status"] == "no_svg"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        trainer.RewardServiceError("down"),
+        trainer.ServiceUnavailable("after 6 attempts"),
+        trainer.RequestRejected("422: bad label", status_code=422),
+    ],
+)
+def test_errors_pickle(error: Exception) -> None:
+    """verl runs rewards in Ray actors: an error must cross the actor boundary as itself."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error)
+    assert getattr(copy, "status_code", None) == getattr(error, "status_code", None)

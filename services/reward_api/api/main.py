@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services._http import Guard, error_response, install
 from services.reward_api.api.routes import dashboard, health, openrlhf, score
 from services.reward_api.api.service import RewardService
 from services.reward_api.core.errors import OverloadedError, RewardError
@@ -51,27 +52,27 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(openrlhf.router)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    install(app)
     app.add_exception_handler(RewardError, _reward_error)  # type: ignore[arg-type]
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        if request.url.path in _COUNTED:
-            request.app.state.service.metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
-
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, paths=_COUNTED, count=_count)  # added last: outside BodyLimit, counts its 413s
     return app
 
 
 _COUNTED = frozenset({"/score", "/score/batch", "/openrlhf/reward"})
 
 
+def _count(app: Any, path: str, status: int) -> None:
+    service = getattr(app.state, "service", None)
+    if service is not None:
+        service.metrics.requests.labels(path, str(status)).inc()
+
+
 async def _reward_error(request: Request, exc: RewardError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, OverloadedError) else None
     if exc.http_status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, exc.http_status, headers=headers)
+    return error_response(exc.http_status, str(exc), type(exc).__name__, headers=headers)
 
 
 class BodyLimit:
@@ -118,7 +119,7 @@ class BodyLimit:
 
 
 async def _too_large(limit: int, send: Send) -> None:
-    body = b'{"detail":"request body over %d bytes","error":"PayloadTooLarge"}' % limit
+    body = b'{"detail":"request body over %d bytes","error":"RequestTooLargeError"}' % limit
     headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,13 +1,16 @@
 """What the routes call: admission control (back-pressure) around the one pipeline.
 
 The pipeline is synchronous (it blocks on render workers), so groups run in threads; admission
-counts rollouts in flight and refuses beyond ``max_inflight_rollouts`` with 429, so a burst of
-requests can never queue unbounded memory.
+counts rollouts in flight and refuses beyond ``Settings.inflight_limit`` with 429, so a burst of
+requests can never queue unbounded memory or latency; a request larger than the limit itself gets
+413 (it could never be admitted, so a 429 would have it retry forever).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Sequence
 
 import anyio
@@ -15,13 +18,14 @@ import anyio.to_thread
 
 from services.reward_api.api.metrics import Metrics
 from services.reward_api.api.recent import RecentGroups
-from services.reward_api.core.errors import OverloadedError
+from services.reward_api.core.errors import OverloadedError, RequestTooLargeError
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.pipeline import Pipeline
 
 _GROUP_THREADS = 64  # groups scored at once; the render workers are the real limit
+_MAX_RETRY_AFTER_S = 60
 
 
 class RewardService:
@@ -33,6 +37,8 @@ class RewardService:
         self.metrics = Metrics()
         self.recent = RecentGroups(settings)
         self._inflight = 0
+        self._latency_s = 0.0  # moving average of a request's time in the service
+        self._promised: list[tuple[float, int]] = []  # (when, rollouts) of refused requests told to return
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None  # made inside the app's event loop
 
@@ -43,6 +49,7 @@ class RewardService:
             self._limiter = anyio.CapacityLimiter(_GROUP_THREADS)
         limiter = self._limiter
         self._admit(rollouts)
+        started = time.monotonic()
         try:
             outcomes: list[GroupResult | Exception | None] = [None] * len(requests)
 
@@ -56,7 +63,7 @@ class RewardService:
                 for index, request in enumerate(requests):
                     group.start_soon(one, index, request)
         finally:
-            self._release(rollouts)
+            self._release(rollouts, time.monotonic() - started)
         results: list[GroupResult] = []
         for outcome in outcomes:
             if isinstance(outcome, Exception):
@@ -73,17 +80,40 @@ class RewardService:
         return result
 
     def _admit(self, rollouts: int) -> None:
-        limit = self.settings.max_inflight_rollouts
+        limit = self.settings.inflight_limit
+        if rollouts > limit:
+            raise RequestTooLargeError(
+                f"{rollouts} rollouts in one request, and at most {limit} are ever in flight: "
+                "it can never be admitted; split it into requests of at most that many"
+            )
         with self._lock:
             if self._inflight + rollouts > limit:
                 raise OverloadedError(
                     f"{self._inflight} rollouts in flight; {rollouts} more would exceed {limit}",
-                    retry_after_s=self.settings.retry_after_s,
+                    retry_after_s=self._retry_after_s(rollouts, limit),
                 )
             self._inflight += rollouts
             self.metrics.inflight.set(self._inflight)
 
-    def _release(self, rollouts: int) -> None:
+    def _release(self, rollouts: int, elapsed_s: float) -> None:
         with self._lock:
             self._inflight -= rollouts
+            self._latency_s += 0.2 * (elapsed_s - self._latency_s)
             self.metrics.inflight.set(self._inflight)
+
+    def _retry_after_s(self, rollouts: int, limit: int) -> int:
+        """When to come back: once the pool has drained the work in flight and the refused ahead.
+
+        Little's law: at the limit, the recent time a request spends in the service is how long
+        the pool takes to drain a full queue. Each limit's worth of rollouts already told to come
+        back costs one more such period, so refused clients return staggered, about when there is
+        room for them, whatever this box's throughput (not all at once, most refused again).
+        Called under the lock.
+        """
+        now = time.monotonic()
+        self._promised = [(due, n) for due, n in self._promised if due > now]  # past due: back, or gone
+        ahead = sum(n for _, n in self._promised)
+        wait = math.ceil(self._latency_s * (1 + ahead // limit))
+        wait = min(_MAX_RETRY_AFTER_S, max(self.settings.retry_after_s, wait))
+        self._promised.append((now + wait, rollouts))
+        return wait

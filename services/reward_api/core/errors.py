@@ -9,6 +9,7 @@
     ├── UnknownProfileError     a profile or component name that does not exist
     ├── UnavailableComponentError  a component this server is not configured for (no weights, no judge)
     ├── OverloadedError         too many rollouts in flight: back-pressure (HTTP 429, Retry-After)
+    ├── RequestTooLargeError    more rollouts than are ever admitted at once: can never fit (HTTP 413)
     └── UnauthorizedError       missing or wrong bearer token (HTTP 401)
 
 Per-rollout problems are not exceptions: they become a ``Status`` on that rollout.
@@ -62,13 +63,19 @@ class BackendError(RewardError):
 
 
 class OverloadedError(RewardError):
-    """Raised when admitting a request would exceed ``max_inflight_rollouts``."""
+    """Raised when admitting a request would exceed the in-flight limit (``Settings.inflight_limit``)."""
 
     http_status = 429
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RequestTooLargeError(RewardError):
+    """Raised for a request holding more rollouts than the in-flight limit: retrying cannot help."""
+
+    http_status = 413
 
 
 class UnauthorizedError(RewardError):

@@ -17,6 +17,8 @@ Renderer = Literal["resvg", "cairosvg"]
 Device = Literal["auto", "cpu", "cuda"]
 RasterPolicy = Literal["reject", "allow"]
 
+INFLIGHT_PER_WORKER = 256  # rollouts admitted per render process when max_inflight_rollouts is unset
+
 
 class Settings(BaseSettings):
     """Service configuration. Defaults suit a 2-core CPU box rendering 224 px canvases."""
@@ -56,10 +58,22 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `rlrf serve` binds.")
     api_token: SecretStr | None = Field(None, description="If set, requests need 'Authorization: Bearer <token>'.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
-    max_inflight_rollouts: int = Field(
-        16_384, ge=1, description="Rollouts queued or scoring at once; beyond it requests get 429 (back-pressure)."
+    max_inflight_rollouts: int | None = Field(
+        None,
+        ge=1,
+        description="Rollouts queued or scoring at once; beyond it requests get 429 (back-pressure), and a "
+        "request holding more than this gets 413. Unset: INFLIGHT_PER_WORKER x workers in embedded mode "
+        "(about 1.5 s of queued work, see inflight_limit), 16,384 in celery mode (set it for your cluster).",
     )
-    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
+    retry_after_s: int = Field(
+        1, ge=1, description="Least Retry-After sent with 429; it grows with the recent time a request takes."
+    )
+    openrlhf_hold_s: float = Field(
+        150.0,
+        ge=0,
+        description="How long POST /openrlhf/reward keeps re-scoring rollouts that hit an infrastructure error "
+        "(or a 429) before it answers 503; OpenRLHF 0.11 gives up on a request after 180 s, then 5 tries 1 s apart.",
+    )
 
     # Distributed mode (Celery on Redis) -------------------------------------------------------
     backend: Literal["embedded", "celery"] = Field(
@@ -148,6 +162,21 @@ class Settings(BaseSettings):
     profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")
     blank_fraction: float = Field(0.005, ge=0, le=1, description="Renders with fewer non-white pixels are blank.")
     reference_cache_size: int = Field(256, ge=1, description="Prepared references kept per process.")
+
+    @property
+    def inflight_limit(self) -> int:
+        """``max_inflight_rollouts``, or the default derived from the render pool when unset.
+
+        Little's law: rollouts in flight = throughput x time in the system. One render process
+        scores about 170 typical rollouts/s at 224 px (README benchmark: 300-390 rewards/s with 2),
+        so 256 rollouts per process is ~1.5 s of work queued ahead of a newly admitted group (ten
+        times a 64-rollout group's own scoring time). Past that, waiting in our queue only hides the
+        overload from the client, which a 429 tells it to handle. In celery mode the API does not
+        know how many render processes the workers run, so the limit is the generous old one.
+        """
+        if self.max_inflight_rollouts is not None:
+            return self.max_inflight_rollouts
+        return INFLIGHT_PER_WORKER * self.workers if self.backend == "embedded" else 16_384
 
     @field_validator("api_token", "judge_token", "judge_url", "dreamsim_dir", "clip_checkpoint", mode="before")
     @classmethod

@@ -14,12 +14,13 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
+from services._http import error_responses
 from services.reward_api.api.deps import ServiceDep, require_token
 
 router = APIRouter(tags=["dashboard"])
 
 
-@router.get("/dashboard/data", dependencies=[Depends(require_token)])
+@router.get("/dashboard/data", dependencies=[Depends(require_token)], responses=error_responses(401))
 def dashboard_data(service: ServiceDep) -> dict[str, Any]:
     """The captured groups, newest first (thumbnails as PNG data URLs).
 

@@ -17,7 +17,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+_NOT_READY = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
+_PROMETHEUS = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
+
+
+@router.get("/readyz", responses=_NOT_READY)
 async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
     """Readiness: render workers are up (embedded: all of them; distributed: Redis and >= 1 worker)."""
     state = await anyio.to_thread.run_sync(service.pipeline.backend.readiness)
@@ -26,7 +30,7 @@ async def readyz(service: ServiceDep, response: Response) -> dict[str, object]:
     return {"status": "ok" if state["ready"] else "not ready", **state}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses=_PROMETHEUS)
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus text format: requests, rollouts, statuses, stage latencies, queue depth."""
     # Only the queue length: readiness would broadcast a ping to every Celery worker on each scrape.

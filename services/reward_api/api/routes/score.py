@@ -5,11 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from services._http import error_responses
 from services.reward_api.api.deps import ServiceDep, require_token
 from services.reward_api.core.results import GroupResult, RolloutResult
 from services.reward_api.core.schemas import ScoreRequest
 
-router = APIRouter(tags=["scoring"], dependencies=[Depends(require_token)])
+router = APIRouter(
+    tags=["scoring"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(400, 401, 413, 422, 429, 500, 503),
+)
 
 
 class ScoreResponse(BaseModel):

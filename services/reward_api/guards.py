@@ -12,16 +12,15 @@ after the guard, bounded penalty), exactly as a policy rule does; ``length_colla
 Guards (``Structure`` of candidate ``c`` and reference ``r``):
 
 * ``pixel_grid``: ``c.tiles > 2·r.tiles + 8``, ``c.primitives > 4·r.primitives + 32`` or
-  ``c.lattice > 2·r.lattice + 4``. *Tiles*
-  are the cell-like primitives a grid is made of: rects, circles/ellipses, lines, polygons of up to 4
-  points, and rectilinear path subpaths (only axis-aligned segments; one tile per 4 corners, so a
+  ``c.lattice > 2·r.lattice + 4``. *Tiles* are the cell-like primitives a grid is made of: rects,
+  circles/ellipses, lines, polygons of up to 4 points, and rectilinear path subpaths (only axis-aligned segments; one tile per 4 corners, so a
   traced region outline counts as the cells it covers). *Primitives* are all drawn elements plus the
   extra subpaths of paths, however shaped. *Lattice* is the largest number of tiles of one size
   (rects and 4-corner subpaths by width and height, dots by radius): a grid's cells are all alike,
   so even a coarse grid hidden under a few correct shapes shows, where the tile count alone does not.
 * ``duplicate_drawing``: ``c.duplicates - r.duplicates >= max(1, r.elements / 4)``, where
-  ``duplicates`` counts drawn elements whose geometry and paint (ids and classes
-  ignored) repeat an earlier element's: the reference drawn over itself pays twice the code for its
+  ``duplicates`` counts drawn elements whose attributes (ids and classes aside) repeat an earlier
+  element's: the reference drawn over itself pays twice the code for its
   own render.
 * ``padding``: ``c.inert > r.inert + L_ref / 4`` (characters): comments, ``<metadata>``, ``<desc>``,
   ``<title>`` and ``<defs>`` children nothing refers to. Padding moves a short drawing past the

@@ -13,11 +13,12 @@ Guards (``Structure`` of candidate ``c`` and reference ``r``):
 
 * ``pixel_grid``: ``c.tiles > 2·r.tiles + 8``, ``c.primitives > 4·r.primitives + 32`` or
   ``c.lattice > 2·r.lattice + 4``. *Tiles* are the cell-like primitives a grid is made of: rects,
-  circles/ellipses, lines, polygons of up to 4 points, and rectilinear path subpaths (only axis-aligned segments; one tile per 4 corners, so a
-  traced region outline counts as the cells it covers). *Primitives* are all drawn elements plus the
-  extra subpaths of paths, however shaped. *Lattice* is the largest number of tiles of one size
-  (rects and 4-corner subpaths by width and height, dots by radius): a grid's cells are all alike,
-  so even a coarse grid hidden under a few correct shapes shows, where the tile count alone does not.
+  circles/ellipses, lines, polygons of up to 4 points, and rectilinear path subpaths (only
+  axis-aligned segments; one tile per 4 corners, so a traced region outline counts as the cells it
+  covers). *Primitives* are all drawn elements plus the extra subpaths of paths, however shaped.
+  *Lattice* is the largest number of tiles of one size (rects and 4-corner subpaths by width and
+  height, dots by radius): a grid's cells are all alike, so even a coarse grid hidden under a few
+  correct shapes shows, where the tile count alone does not.
 * ``duplicate_drawing``: ``c.duplicates - r.duplicates >= max(1, r.elements / 4)``, where
   ``duplicates`` counts drawn elements whose attributes (ids and classes aside) repeat an earlier
   element's: the reference drawn over itself pays twice the code for its
@@ -26,10 +27,11 @@ Guards (``Structure`` of candidate ``c`` and reference ``r``):
   ``<title>`` and ``<defs>`` children nothing refers to. Padding moves a short drawing past the
   ``length`` component's collapse threshold and costs nothing under profiles without ``length``.
 * ``length_collapse``: ``L < L_ref / 2`` (the ``length`` component's own collapse test, tokens when
-  sent) and, in characters, ``c.length - c.inert < (r.length - r.inert) / 2``. Not a rejection: the
-  rollout stays ``ok`` but earns no credit for fidelity (every component but ``length`` counts only
-  when negative). The ``length`` component scores a collapse -1, but at weight 0.1 that costs at most
-  0.175 against an honest drawing: keeping the big shapes of a detailed reference and dropping its
+  sent) and, in characters, ``t = 2·(c.length - c.inert) / (r.length - r.inert) < 1``. Not a
+  rejection: the rollout stays ``ok`` but earns no credit for fidelity: every component but
+  ``length`` becomes ``lower + t·(min(v, 0) - lower)``, its negative part at half the reference's
+  code, falling to its lower bound as the code goes to nothing. The ``length`` component scores a
+  collapse -1, but at weight 0.1 that costs at most 0.175 against an honest drawing: keeping the big shapes of a detailed reference and dropping its
   details beat a faithful drawing on 4% of svg_dev. Capping keeps the penalty bounded and the signal
   graded (a worse collapse still scores lower), and lets any small drawing still be scored.
 * ``embedded_raster``: the candidate holds an ``<image>`` and the reference has none. By default
@@ -131,16 +133,17 @@ def check(candidate: Structure | None, reference: Structure | None) -> list[str]
     return fired
 
 
-def collapsed(candidate: Structure | None, reference: Structure | None) -> bool:
-    """The length-collapse test: under half the reference's characters, inert content not counted.
+def collapsed(candidate: Structure | None, reference: Structure | None) -> float | None:
+    """The length-collapse test: ``t = 2·(c.chars - c.inert) / (r.chars - r.inert)`` if under 1, else None.
 
     The pipeline applies it to rollouts whose ``length`` (tokens when sent) is already under half the
     reference's; this second test in characters keeps a clean copy of a reference bloated with
-    metadata from being cut.
+    metadata from being capped. ``t`` (0 for nothing, towards 1 at half the reference) grades the cap.
     """
-    if candidate is None or reference is None:
-        return False
-    return candidate.length - candidate.inert < (reference.length - reference.inert) / 2
+    if candidate is None or reference is None or reference.length - reference.inert <= 0:
+        return None
+    t = 2 * (candidate.length - candidate.inert) / (reference.length - reference.inert)
+    return max(0.0, t) if t < 1 else None
 
 
 class _Counts:

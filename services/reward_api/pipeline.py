@@ -323,9 +323,12 @@ class Pipeline:
                     continue
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
-                    if collapsed(candidate_structure, reference.structure):
-                        # Under half the reference's code: no credit for fidelity (guards.py).
-                        values = {k: v if k == "length" or v is None else min(v, 0.0) for k, v in values.items()}
+                    share = collapsed(candidate_structure, reference.structure)
+                    if share is not None:  # under half the reference's code: no credit for fidelity (guards.py)
+                        values = {
+                            k: v if k == "length" or v is None else _collapse_cap(v, COMPONENTS[k].lower, share)
+                            for k, v in values.items()
+                        }
                 total, applied = combine(values, weights)
                 results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
         done = time.perf_counter()
@@ -518,6 +521,11 @@ def check_settings(settings: Settings) -> None:
             f"font_file {settings.font_file} does not exist: install fonts-dejavu-core (scripts/system-deps.sh) "
             "or point RLRF_FONT_FILE at a .ttf"
         )
+
+
+def _collapse_cap(value: float, lower: float, share: float) -> float:
+    """A collapsed rollout's component: its negative part at half the code, its lower bound at none."""
+    return lower + share * (min(value, 0.0) - lower)
 
 
 def _check_reference(components: Sequence[Any], reference: PreparedReference, request: ScoreRequest) -> None:

@@ -103,10 +103,10 @@ def test_length_collapse_earns_no_fidelity_credit(scorer: Scorer) -> None:
     (paper, image), = scorer.score(svg, [collapsed], profile="rlrf-im2svg")
     assert paper.status.value == "ok" and "length_collapse" in paper.flags and image is not None
     assert paper.components["length"] == -1.0
-    assert paper.components["pixel_l2"] == 0.0 and paper.components["canny_l2"] <= 0.0  # capped, was > 0.9
+    assert -1.0 < paper.components["pixel_l2"] <= 0.0 and paper.components["canny_l2"] <= 0.0  # capped, was > 0.9
     assert -2.1 < paper.reward <= -0.1
     (pixel, _), = scorer.score(svg, [collapsed], profile="pixel")
-    assert pixel.status.value == "ok" and pixel.reward == 0.0
+    assert pixel.status.value == "ok" and -1.0 < pixel.reward <= 0.0
     # An unrelated small drawing is still scored (capped), not rejected.
     circle = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><circle cx="5" cy="5" r="4"/></svg>'
     (small, _), = scorer.score(svg, [circle])

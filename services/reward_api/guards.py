@@ -31,8 +31,9 @@ Guards (``Structure`` of candidate ``c`` and reference ``r``):
   rejection: the rollout stays ``ok`` but earns no credit for fidelity: every component but
   ``length`` becomes ``lower + t·(min(v, 0) - lower)``, its negative part at half the reference's
   code, falling to its lower bound as the code goes to nothing. The ``length`` component scores a
-  collapse -1, but at weight 0.1 that costs at most 0.175 against an honest drawing: keeping the big shapes of a detailed reference and dropping its
-  details beat a faithful drawing on 4% of svg_dev. Capping keeps the penalty bounded and the signal
+  collapse -1, but at weight 0.1 that costs at most 0.175 against an honest drawing: keeping the
+  big shapes of a detailed reference and dropping its details beat a faithful drawing on 4% of
+  svg_dev. Capping keeps the penalty bounded and the signal
   graded (a worse collapse still scores lower), and lets any small drawing still be scored.
 * ``embedded_raster``: the candidate holds an ``<image>`` and the reference has none. By default
   (``RLRF_EMBEDDED_RASTER=reject``) the policy already rejects every ``<image>``; with ``allow``, a

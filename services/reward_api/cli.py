@@ -173,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     from trainer.evaluate import add_eval_parser  # here, not at the top: trainer pulls in httpx
 
     add_eval_parser(commands)
+    # rlrf audit: reward-hack audit and optimizer (services/reward_api/audit/cli.py)
+    from services.reward_api.audit.cli import add_audit_parser
+
+    add_audit_parser(commands)
     return parser
 
 

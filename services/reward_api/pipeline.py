@@ -41,6 +41,8 @@ from services.reward_api.core.errors import (
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
+from services.reward_api.guards import Structure, collapsed, structure
+from services.reward_api.guards import check as check_guards
 from services.reward_api.judging import JudgeStage
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
@@ -145,6 +147,7 @@ class PreparedReference:
     intrinsic_size: tuple[float, float]
     length: int | None
     blank: bool
+    structure: Structure | None = None  # what the guards compare candidates with (SVG references only)
 
 
 class Pipeline:
@@ -280,6 +283,19 @@ class Pipeline:
                     )
                 )
             else:
+                candidate_structure = outcome.structure or structure(extraction.svg or "")
+                guarded = check_guards(candidate_structure, reference.structure)
+                if guarded:  # reference-relative structural guards (guards.py): rejected like a policy rule
+                    results.append(
+                        RolloutResult(
+                            reward=penalty,
+                            components=penalty_components,
+                            status=Status.rejected,
+                            flags=[*outcome.flags, *guarded],
+                            detail=f"structural guard: {', '.join(guarded)} (against the reference's structure)",
+                        )
+                    )
+                    continue
                 row, verdict = extra[i]
                 failure = model_error or self._judge.failure(verdict)
                 if failure is not None:
@@ -307,6 +323,12 @@ class Pipeline:
                     continue
                 if reference.length is not None and length < reference.length / 2:
                     flags.append("length_collapse")
+                    share = collapsed(candidate_structure, reference.structure)
+                    if share is not None:  # under half the reference's code: no credit for fidelity (guards.py)
+                        values = {
+                            k: v if k == "length" or v is None else _collapse_cap(v, COMPONENTS[k].lower, share)
+                            for k, v in values.items()
+                        }
                 total, applied = combine(values, weights)
                 results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
         done = time.perf_counter()
@@ -455,8 +477,14 @@ class Pipeline:
             raise BadReferenceError(f"reference SVG is {rendered.status.value}: {rendered.detail}")
         canvas = Canvas(rendered.image)
         extraction = extract_svg(svg)
+        document = extraction.svg or svg
         return PreparedReference(
-            key, canvas, rendered.intrinsic_size, char_length(extraction.svg or svg), self._is_blank(canvas)
+            key,
+            canvas,
+            rendered.intrinsic_size,
+            char_length(document),
+            self._is_blank(canvas),
+            structure(document),
         )
 
     def _decode_reference(self, key: str, image_b64: str) -> PreparedReference:
@@ -493,6 +521,11 @@ def check_settings(settings: Settings) -> None:
             f"font_file {settings.font_file} does not exist: install fonts-dejavu-core (scripts/system-deps.sh) "
             "or point RLRF_FONT_FILE at a .ttf"
         )
+
+
+def _collapse_cap(value: float, lower: float, share: float) -> float:
+    """A collapsed rollout's component: its negative part at half the code, its lower bound at none."""
+    return lower + share * (min(value, 0.0) - lower)
 
 
 def _check_reference(components: Sequence[Any], reference: PreparedReference, request: ScoreRequest) -> None:

@@ -17,6 +17,7 @@ from services.reward_api.components import COMPONENTS, Canvas, Sample
 from services.reward_api.core.errors import RewardError
 from services.reward_api.core.results import Status
 from services.reward_api.core.settings import Settings
+from services.reward_api.guards import Structure, structure
 from services.reward_api.svg.extract import extract_svg
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
 from services.reward_api.svg.render import RenderCrash, Renderer, RenderError, RenderLimitError, render
@@ -77,6 +78,10 @@ class Outcome:
     flags: list[str] = field(default_factory=list)
     detail: str | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)
+    # The candidate's structure for the pipeline's guards, computed here so the parse runs in the
+    # render workers; ``None`` (distributed mode's wire format does not carry it) means the pipeline
+    # computes it itself.
+    structure: Structure | None = None
 
 
 @dataclass(slots=True)
@@ -120,7 +125,8 @@ def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
     candidate, ref = Sample(canvas), Sample(reference)
     components = {name: COMPONENTS[name].compute(candidate, ref) for name in job.image_components}
     images = {kind: canvas.image if kind == "rgb" else canvas.edges for kind in job.return_images}
-    return Outcome(Status.ok, {k: v for k, v in components.items() if v is not None}, flags, images=images)
+    scored = {k: v for k, v in components.items() if v is not None}
+    return Outcome(Status.ok, scored, flags, images=images, structure=structure(svg))
 
 
 def render_reference(_context: object, svg: str, *, job: RenderJob) -> ReferenceRender:

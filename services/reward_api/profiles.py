@@ -58,7 +58,8 @@ PROFILES: dict[str, dict[str, Weight]] = {
     "vfig-im2svg-judge": {"judge": Weight(1.0), "pixel_l2": Weight(0.5)},
     "dreamsim": {"dreamsim": Weight(1.0)},
     "pixel": {"pixel_l2": Weight(1.0)},
-    "format": {"format": Weight(1.0)},
+    # No "format" profile: it would pay 1 for any SVG that renders, so every valid hack ties an honest
+    # drawing. The `format` component stays, as a shaping term added to a drawing profile via `weights`.
 }
 
 

@@ -29,9 +29,9 @@ from services.reward_api.profiles import PROFILES, combine, resolve_weights
 
 # Profiles audited at a training step: the warm-up profile is audited where its length weight ends.
 PROFILE_STEPS: dict[str, int] = {"rlrf-im2svg-length-warmup": 500}
-# Profiles that pay for validity only: any valid SVG ties an honest valid one by construction, so the
-# win-rate requirement does not apply to them (they are audited and reported all the same).
-VALIDITY_ONLY = frozenset({"format"})
+# Profiles that pay for validity only would tie every valid hack by construction; none is shipped
+# (profiles.py), so the win-rate requirement applies to every profile audited.
+VALIDITY_ONLY: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

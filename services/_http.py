@@ -47,6 +47,7 @@ class ErrorBody(BaseModel):
 _DESCRIPTIONS = {
     400: "The body could not be read (not parseable as the declared content type).",
     401: "Missing or wrong bearer token (only when the service is configured with one).",
+    404: "Not held: e.g. a run or step the dashboard has not seen, or no longer keeps.",
     413: "Too large: the body is over the size limit, or the request holds more work than the service "
     "ever admits at once. Retrying the same request cannot succeed.",
     422: "The request breaks the contract: failed validation (see `errors`) or is inconsistent "

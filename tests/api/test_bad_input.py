@@ -117,13 +117,16 @@ def test_lone_surrogates_in_a_valid_request_are_scored(base: str, openapi: dict[
     # OpenRLHF: a response with a lone surrogate is scored; a label with one is a reference that cannot render.
     scored = post(f"{base}/openrlhf/reward", {"query": [LONE, GOOD], "labels": [GOOD, GOOD]})
     assert scored.status_code == 200 and scored.json()["extra_logs"]["ok"] == [0.0, 1.0]
-    refused = post(f"{base}/openrlhf/reward", {"query": [GOOD], "labels": [GOOD + LONE]})
+    # Inside the document: after </svg> it would be cut away by extraction, as in a candidate.
+    label = GOOD.replace("</svg>", f"<desc>{LONE}</desc></svg>")
+    refused = post(f"{base}/openrlhf/reward", {"query": [GOOD], "labels": [label]})
     assert refused.status_code == 422 and "not valid UTF-8" in refused.json()["detail"]
     check_against_schema(openapi, "/openrlhf/reward", refused)
 
 
 def test_reference_surrogate_is_a_422_in_the_error_model(base: str, openapi: dict[str, Any]) -> None:
-    response = post(f"{base}/score", {"reference": {"svg": GOOD + LONE}, "completions": [GOOD]})
+    reference = GOOD.replace("</svg>", f"<desc>{LONE}</desc></svg>")  # after </svg> extraction would drop it
+    response = post(f"{base}/score", {"reference": {"svg": reference}, "completions": [GOOD]})
     assert response.status_code == 422 and response.json()["error"] == "BadReferenceError"
     check_against_schema(openapi, "/score", response)
 

@@ -22,8 +22,8 @@ A class WINS on a reference when it scores at least the honest drawing with 10% 
 dropped. Printed per profile: win rate per class, monotonicity (mean Spearman of reward against
 corruption strength; 1 = falls with every step) and how often the reference itself scores highest.
 Profiles whose learned model or judge is not configured here (RLRF_DREAMSIM_DIR, RLRF_CLIP_CHECKPOINT,
-RLRF_JUDGE_URL) are reported as not auditable. Exit status 1 when a profile fails (a class wins, the reference is not maximal, or
-monotonicity < 0.95).
+RLRF_JUDGE_URL) are reported as not auditable. Exit status 1 when a profile fails (a class wins, the
+reference is not maximal, or monotonicity < 0.95).
 
 --optimize N runs CMA-ES for N generations from a blank canvas against each audited profile's reward
 on --optimize-refs references spread over the set, tracking SSIM and MSE (which the reward does not use); it

@@ -34,7 +34,7 @@ def dashboard_data(service: ServiceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/dashboard/runs", dependencies=[Depends(require_token)])
+@router.get("/dashboard/runs", dependencies=[Depends(require_token)], responses=error_responses(401))
 def dashboard_runs(service: ServiceDep) -> dict[str, Any]:
     """The training runs held (most recently updated first), each with its alerts."""
     runs = service.runs
@@ -49,13 +49,13 @@ def dashboard_runs(service: ServiceDep) -> dict[str, Any]:
 
 # The run id is a query parameter, not a path segment: a run name may hold "/" (TRL's default run
 # names are output directories).
-@router.get("/dashboard/run", dependencies=[Depends(require_token)])
+@router.get("/dashboard/run", dependencies=[Depends(require_token)], responses=error_responses(401, 404, 422))
 def dashboard_run(service: ServiceDep, run: str) -> dict[str, Any]:
     """One run's per-step aggregates (mean and spread of the total and components, shares, latency)."""
     return service.runs.run(run)
 
 
-@router.get("/dashboard/step", dependencies=[Depends(require_token)])
+@router.get("/dashboard/step", dependencies=[Depends(require_token)], responses=error_responses(401, 404, 422))
 def dashboard_step(service: ServiceDep, run: str, step: int) -> dict[str, Any]:
     """One step's aggregates and its best and worst rollouts' thumbnails beside their references."""
     return service.runs.step(run, step)

@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH="torch==2.13.0+cpu"
 declare -A DEPS=(
-  [verl]="$TORCH verl==0.9.1 transformers>=5.5.3,<5.11 httpx"
+  # cachetools, uvicorn, fastapi: imported by verl 0.9.1's agent loop, undeclared (vLLM/SGLang bring them)
+  [verl]="$TORCH verl==0.9.1 transformers>=5.5.3,<5.11 httpx cachetools uvicorn fastapi"
   [openrlhf]="$TORCH transformers==5.15.0 ray==2.55.0 aiohttp sympy pylatexenc tqdm packaging httpx"
 )
 declare -A NODEPS=([verl]="" [openrlhf]="openrlhf==0.11.2")

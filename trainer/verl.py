@@ -19,7 +19,8 @@ client's retries: the step fails loudly instead of training on an invented score
 pickle, so they cross Ray's actor boundary as themselves.
 
 verl does not pass the training step to reward functions; the step for weight warm-up schedules
-is read from ``extra_info["global_step"]`` (or a ``global_step`` keyword): see trainer/README.md.
+is read from ``extra_info["global_step"]`` (or a ``global_step`` keyword), which
+``trainer.verl_agent_loop.StepAgentLoopManager`` fills in from verl's trainer: see trainer/README.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 trainer/README.md's snippets are loaded into verl's hydra config; verl's RewardLoopWorker (the
 reward loop's ``naive`` manager), its BatchRewardManager and its RewardLoopManager on a local Ray
-cluster score a real ``DataProto``.
+cluster score a real ``DataProto``; the README's ``StepAgentLoopManager`` runs verl's agent-loop
+workers and streaming reward loop on Ray (a stand-in LLM server only: vLLM/SGLang need a GPU).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def test_readme_snippets_load_into_verl_config(service: dict[str, Any]) -> None:
         assert got[form]["fn"] == "trainer.verl.compute_score"
         assert got[form]["custom_reward_function"]["path"] == "pkg://trainer.verl"
         assert got[form]["manager"] == "NaiveRewardManager"
+        assert got[form]["agent_loop_manager_class"] == "trainer.verl_agent_loop.StepAgentLoopManager"
 
 
 def test_reward_loop_worker_scores_a_data_proto_in_one_call(service: dict[str, Any]) -> None:
@@ -94,3 +96,17 @@ def test_reward_loop_manager_on_ray_and_errors_cross_the_actor_boundary(service:
     _check_scores(got["rm_scores"], got["status"])
     assert set(got["extra_keys"]) >= KEYS
     assert got["error"]["is_request_rejected"] and got["error"]["status_code"] == 422, got["error"]
+
+
+def test_agent_loop_manager_carries_the_training_step_to_the_reward(service: dict[str, Any]) -> None:
+    """verl's own agent-loop workers and reward loop on Ray: the step comes from the trainer's meta_info."""
+    got = _drive(service, "agent")
+    assert got["manager"] == "trainer.verl_agent_loop.StepAgentLoopManager"  # the README's class, loaded as verl does
+    at_0, at_500, no_step = got["0"], got["500"], got["None"]
+    assert at_0["global_step"] == [0] * 5 and at_500["global_step"] == [500] * 5 and no_step["global_step"] is None
+    for run in (at_0, at_500, no_step):
+        assert run["status"] == ["ok", "no_svg", "no_svg", "ok", "ok"]
+    assert at_0["rm_scores"][1] == pytest.approx(-2.1) and at_500["rm_scores"][1] == pytest.approx(-3.0)
+    assert at_500["rm_scores"][0] > at_0["rm_scores"][0]  # the same rollout, a later point of the warm-up
+    assert at_0["rm_scores"][2] == pytest.approx(-2.1)  # verl's step overrides a dataset's own global_step
+    assert no_step["rm_scores"][1] == pytest.approx(-2.1) and no_step["rm_scores"][2] == pytest.approx(-3.0)

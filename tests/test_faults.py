@@ -55,10 +55,10 @@ def _score_while(pipeline: Pipeline, request: ScoreRequest, fault: signal.Signal
 
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP])
 def test_a_worker_killed_or_frozen_mid_rollout_costs_no_score(one_worker: Pipeline, fault: signal.Signals) -> None:
-    slow = slow_but_legitimate()
-    alone = one_worker.score_group(ScoreRequest(reference={"svg": h.GOOD}, completions=[slow]))
+    slow = slow_but_legitimate()  # its own reference: 2,500 circles against one would be a pixel_grid
+    alone = one_worker.score_group(ScoreRequest(reference={"svg": slow}, completions=[slow]))
     assert alone.results[0].status is Status.ok
-    request = ScoreRequest(reference={"svg": h.GOOD}, completions=[slow, h.GOOD, h.GOOD])
+    request = ScoreRequest(reference={"svg": slow}, completions=[slow, h.GOOD, h.GOOD])
     result = _score_while(one_worker, request, fault, after_s=0.4)
     assert [r.status for r in result.results] == [Status.ok] * 3, [r.detail for r in result.results]
     assert result.results[0].reward == alone.results[0].reward

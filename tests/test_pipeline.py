@@ -53,7 +53,9 @@ def test_every_svg_dev_file_scores_the_maximum_against_itself_and_shifts_score_l
         flat_edges = pipeline.prepare_reference(ScoreRequest(reference={"svg": reference}, completions=["x"]).reference)
         if flat_edges.canvas.edges.std() == 0:
             edgeless.append(path.name)
-        for name, tolerance in (("pixel_l2", 1e-6), ("canny_l2", 1e-2)):
+        # Canny edges of a shift of about one pixel (the first step) move with anti-aliasing: since the root
+        # is fitted to the canvas with its own aspect ratio (issue 12), one 4:3 flag (mr) gains 0.04 there.
+        for name, tolerance in (("pixel_l2", 1e-6), ("canny_l2", 5e-2)):
             values = [r.components[name] for r in result.results]
             assert all(b <= a + tolerance for a, b in itertools.pairwise(values)), (path.name, name, values)
             if name == "pixel_l2" or path.name not in edgeless:

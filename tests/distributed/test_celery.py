@@ -102,9 +102,11 @@ def test_worker_killed_mid_request_is_redelivered_nothing_lost(system_redis: str
 
 
 def _slow_group(n: int) -> ScoreRequest:
-    """``n`` real rollouts (svg_dev files): 96 keep two one-process workers busy for a few seconds."""
-    completions = [svg_dev_files()[40 + i % 40].read_text() for i in range(n)]
-    return ScoreRequest(reference={"svg": REF}, completions=completions)
+    """``n`` real rollouts: 96 keep two one-process workers busy for a few seconds. Copies of the reference
+    (made distinct by a comment): unrelated svg_dev drawings could trip the structural guards against it."""
+    heavy = max(svg_dev_files(), key=lambda f: f.stat().st_size).read_text()  # a flag with a coat of arms
+    completions = [heavy.replace("</svg>", f"<!-- {i} --></svg>") for i in range(n)]
+    return ScoreRequest(reference={"svg": heavy}, completions=completions)
 
 
 def test_redis_restarted_mid_request_costs_latency_not_rollouts(private_redis: PrivateRedis) -> None:

@@ -116,7 +116,7 @@ def _env(redis_address: str, deadline_s: float) -> dict[str, str]:
             "RLRF_RENDER_TIMEOUT_S": "2",
             "RLRF_CELERY_CHUNK_SIZE": "4",
             "RLRF_TASK_TIME_LIMIT_S": "8",
-            "RLRF_VISIBILITY_TIMEOUT_S": "10",
+            "RLRF_VISIBILITY_TIMEOUT_S": "12",  # above the task limit plus one render limit (checked at start)
             "RLRF_REQUEST_DEADLINE_S": str(deadline_s),
         }
     )

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from services._unicode import Utf8Str
 
 MAX_CANDIDATES = 256
-
-
-def _encodable(text: str) -> str:
-    """A prompt is hashed and sent on as UTF-8: a lone surrogate (``"\\udcff"``) is a 422, not a 500."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not valid Unicode: a lone surrogate at position {exc.start}") from None
-    return text
 
 
 class JudgeRequest(BaseModel):
@@ -29,7 +22,7 @@ class JudgeRequest(BaseModel):
     rubric: str = Field(description="Rubric name, e.g. 'vfig-im2svg' (GET /v1/rubrics lists them).")
     backend: str | None = Field(None, description="'gemini' or 'openai'; null: the configured default.")
     reference_image_b64: str | None = Field(None, description="Reference PNG/JPEG, base64 (Im2SVG rubrics).")
-    prompt: Annotated[str, AfterValidator(_encodable)] | None = Field(
+    prompt: Utf8Str | None = Field(
         None, description="The text prompt (Text2SVG rubrics)."
     )
     candidates_b64: list[str] = Field(

@@ -278,13 +278,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     settings = _settings(size=args.size, renderer=args.renderer, workers=args.workers)
     reference = _read_reference(args.reference)
-    weights = {}
-    for item in args.weight:
-        name, _, value = item.partition("=")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise SystemExit(f"rlrf: error: --weight expects NAME=NUMBER, got {item!r}") from None
+    weights = parse_weights(args.weight)
     # surrogateescape keeps undecodable bytes visible to the policy, which reports parse_error.
     completions = [path.read_bytes().decode("utf-8", "surrogateescape") for path in args.candidates]
     request = ScoreRequest(
@@ -299,6 +293,18 @@ def _score(args: argparse.Namespace) -> int:
     else:
         print(_table(result, [str(p) for p in args.candidates]))
     return 0
+
+
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """``--weight NAME=NUMBER`` options as a weights mapping (shared by `rlrf score` and `rlrf audit`)."""
+    weights = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"rlrf: error: --weight expects NAME=NUMBER, got {item!r}") from None
+    return weights
 
 
 def _settings(**given: object) -> Settings:

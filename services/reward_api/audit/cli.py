@@ -77,13 +77,9 @@ def run_cli(args: argparse.Namespace) -> int:
     from services.reward_api.core.settings import Settings
 
     settings = Settings(**{k: v for k, v in {"size": args.size, "workers": args.workers}.items() if v})
-    weights = {}
-    for item in args.weight:
-        name, _, value = item.partition("=")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise SystemExit(f"rlrf: error: --weight expects NAME=NUMBER, got {item!r}") from None
+    from services.reward_api.cli import parse_weights
+
+    weights = parse_weights(args.weight)
     refs = audit_run.load_references(args.refs, args.limit)
     if not refs:
         raise SystemExit(f"rlrf: error: no references in {args.refs}")

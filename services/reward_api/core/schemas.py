@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services._unicode import Utf8Str
 
 MAX_INT = 2**53 - 1
 """The largest integer every JSON parser holds exactly (an IEEE double); bounds steps and token counts."""
@@ -20,16 +22,6 @@ MAX_WEIGHT = 1000.0
 """Largest weight magnitude: components lie in [-1, 1], so a total stays far from overflow."""
 
 
-def _encodable(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"not valid Unicode: a lone surrogate at position {exc.start}") from None
-    return text
-
-
-Utf8Str = Annotated[str, AfterValidator(_encodable)]
-"""A string that can be written as UTF-8 (no lone surrogates): for values echoed or sent on."""
 
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 Weight = Annotated[float, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT, allow_inf_nan=False)]

@@ -24,7 +24,7 @@ pool does those, and little else:
   beforehand, takes the slot at once (spawning one costs a second or more of imports). The item
   itself is tried once more on a fresh worker when the failure may not be its own (any crash: a
   kill from outside looks like one; a timeout during which the worker made next to no progress on
-  the CPU: frozen). A second crash is ``TaskCrash``; a second stall ``TaskStalled`` (ours, not the
+  the CPU, or that is stopped: frozen). A second crash is ``TaskCrash``; a second stall ``TaskStalled`` (ours, not the
   item's); a timeout spent rendering is ``TaskTimeout`` at once.
 * Contexts (the prepared reference) are sent once per worker and kept there in a small LRU that the
   parent owns: it tells the worker what to drop, so both sides always agree on what the worker holds.
@@ -353,9 +353,11 @@ class WorkerPool:
             if worker.inflight and time.monotonic() - worker.started > self.timeout_s:
                 # A worker that used the CPU during the limit was rendering: the SVG is slow. One that made
                 # next to no progress was frozen (SIGSTOP, a stuck host): not the SVG's doing, so it is tried again.
-                busy = _cpu_seconds(worker.process.pid) - worker.cpu_at_start
+                # A stopped process (state T/t) is frozen however much it rendered before the stop.
+                cpu, state = _proc_stat(worker.process.pid)
+                busy = cpu - worker.cpu_at_start
                 worker.process.kill()
-                if busy < 0.05 * self.timeout_s:
+                if state in (b"T", b"t") or busy < 0.05 * self.timeout_s:
                     stalled = TaskStalled(f"render worker made no progress in {self.timeout_s:g} s (frozen?)")
                     self._replace(index, groups, stalled, retry=True)
                 else:
@@ -504,14 +506,14 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a live process (``/proc``), 0 when it cannot be read."""
+def _proc_stat(pid: int | None) -> tuple[float, bytes]:
+    """User + system CPU seconds and the state letter of a live process (``/proc``); (0, b"?") if unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, fields[0]
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, b"?"
 
 
 def _limit_worker(memory_mb: int) -> None:

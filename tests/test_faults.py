@@ -21,14 +21,14 @@ from tests import _hostile as h
 pytestmark = pytest.mark.slow
 
 
-def slow_but_legitimate(n: int = 2500) -> str:
+def slow_but_legitimate(n: int = 3000) -> str:
     """About a second of real rendering: many blurred, translucent circles (well inside every policy limit)."""
     circles = "".join(
         f'<circle cx="{i % 100}" cy="{i * 7 % 100}" r="{1 + i % 9}" fill="#{i * 2654435761 % 0xFFFFFF:06x}" '
         'fill-opacity="0.5" filter="url(#b)"/>'
         for i in range(n)
     )
-    blur = '<filter id="b"><feGaussianBlur stdDeviation="3"/></filter>'
+    blur = '<filter id="b"><feGaussianBlur stdDeviation="3"/><feGaussianBlur stdDeviation="2"/></filter>'
     return f'<svg {h.NS} viewBox="0 0 100 100">{blur}{circles}</svg>'
 
 
@@ -55,11 +55,12 @@ def _score_while(pipeline: Pipeline, request: ScoreRequest, fault: signal.Signal
 
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP])
 def test_a_worker_killed_or_frozen_mid_rollout_costs_no_score(one_worker: Pipeline, fault: signal.Signals) -> None:
-    slow = slow_but_legitimate()  # its own reference: 2,500 circles against one would be a pixel_grid
+    slow = slow_but_legitimate()  # its own reference: 3,000 circles against one would be a pixel_grid
     alone = one_worker.score_group(ScoreRequest(reference={"svg": slow}, completions=[slow]))
     assert alone.results[0].status is Status.ok
     request = ScoreRequest(reference={"svg": slow}, completions=[slow, h.GOOD, h.GOOD])
-    result = _score_while(one_worker, request, fault, after_s=0.4)
+    # The fault lands 0.2 s into a render of about a second (longer under load): always mid-item.
+    result = _score_while(one_worker, request, fault, after_s=0.2)
     assert [r.status for r in result.results] == [Status.ok] * 3, [r.detail for r in result.results]
     assert result.results[0].reward == alone.results[0].reward
     assert one_worker.backend.pool.retries == 1  # type: ignore[attr-defined]

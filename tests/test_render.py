@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import cv2
 import numpy as np
+import pyspng
 import pytest
 
 from services.reward_api.core.settings import Settings
 from services.reward_api.svg.policy import check_svg
-from services.reward_api.svg.render import RenderError, render
+from services.reward_api.svg.render import RenderError, content_extent, render
 from tests.conftest import svg_dev_files
 
 
-def _render(svg: str, renderer: str, settings: Settings, size: int = 128) -> np.ndarray:
-    checked = check_svg(svg, width=size, height=size, font_family=settings.font_family)
+def _render(svg: str, renderer: str, settings: Settings, size: int = 128, **kwargs: Any) -> np.ndarray:
+    checked = check_svg(svg, width=size, height=size, font_family=settings.font_family, **kwargs)
     assert checked.document is not None, checked
     return render(
         checked.document,
@@ -72,3 +76,24 @@ def test_a_missing_font_is_a_configuration_error_never_a_score(settings: Setting
         result = pipeline.score_group(ScoreRequest(reference={"svg": svg}, completions=[svg]))
     assert result.results[0].status is Status.error and result.results[0].reward is None
     assert "nope.ttf" in (result.results[0].detail or "")
+
+
+@pytest.mark.parametrize("renderer", ["resvg", "cairosvg"])
+def test_a_root_without_size_or_viewbox_is_drawn_as_resvg_draws_it_alone(renderer: str, settings: Settings) -> None:
+    """No width, height or viewBox: usvg sizes the root to the content's extent from the origin (cairosvg
+    refuses such a document by itself: 'The SVG size is undefined'). We fit that viewport to the canvas,
+    so nothing is cropped: the circle at (150, 150) shows, where a fixed 100 x 100 default cut it off."""
+    import resvg
+
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><rect x="10" y="20" width="50" height="30" fill="#c00"/>'
+    svg += '<circle cx="150" cy="150" r="20"/></svg>'
+    tree = resvg.usvg.Tree.from_str(svg, resvg.usvg.Options.default())
+    assert tree.int_size() == (170, 170)
+    png = resvg.render(tree, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), bg_color=(255, 255, 255, 255))
+    alone = cv2.cvtColor(pyspng.load(png), cv2.COLOR_RGBA2BGR)
+    checked = check_svg(svg, width=170, height=170, measure=content_extent)
+    assert checked.intrinsic_size == (170.0, 170.0)
+    ours = _render(svg, renderer, settings, size=170, measure=content_extent)
+    assert np.abs(ours.astype(int) - alone.astype(int)).mean() < 2.0
+    assert (ours[150, 150] < 64).all()  # the circle's centre is drawn
+    assert check_svg(svg, width=170, height=170).intrinsic_size == (100.0, 100.0)  # usvg's fallback without it

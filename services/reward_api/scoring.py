@@ -20,7 +20,7 @@ from services.reward_api.core.settings import Settings
 from services.reward_api.guards import Structure, structure
 from services.reward_api.svg.extract import extract_svg
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
-from services.reward_api.svg.render import RenderCrash, Renderer, RenderError, RenderLimitError, render
+from services.reward_api.svg.render import RenderCrash, Renderer, RenderError, RenderLimitError, content_extent, render
 
 TINY_FACTOR = 8  # a candidate declaring a size 8x smaller than the reference's is flagged
 
@@ -106,6 +106,7 @@ def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
         limits=job.limits,
         font_family=job.font_family,
         strip_text=job.strip_text,
+        measure=content_extent,
     )
     if checked.status is not Status.ok:
         return Outcome(checked.status, flags=checked.flags, detail=checked.detail)
@@ -140,7 +141,12 @@ def render_reference(_context: object, svg: str, *, job: RenderJob) -> Reference
         why = "its <svg> never closes" if extraction.status is Status.truncated else "it has no <svg> element"
         return ReferenceRender(None, (0.0, 0.0), extraction.status, why)
     checked = check_svg(
-        extraction.svg, width=job.width, height=job.height, limits=job.limits, font_family=job.font_family
+        extraction.svg,
+        width=job.width,
+        height=job.height,
+        limits=job.limits,
+        font_family=job.font_family,
+        measure=content_extent,
     )
     if checked.status is not Status.ok:
         return ReferenceRender(None, checked.intrinsic_size, checked.status, checked.detail)

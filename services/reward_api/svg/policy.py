@@ -39,6 +39,7 @@ import io
 import re
 import urllib.parse
 import xml.parsers.expat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.reward_api.core.results import Status
@@ -53,7 +54,7 @@ _RASTER_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP"})
 SVG_MIME = "image/svg+xml"
 _LENGTH = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(px|pt|pc|mm|cm|in)?\s*$")
 _UNIT_PX = {None: 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
-_DEFAULT_SIZE = 100.0  # what SVG renderers assume for a root with neither size nor viewBox
+_DEFAULT_SIZE = 100.0  # usvg's fallback for a root with neither size nor viewBox (and no measurable content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ def check_svg(
     limits: PolicyLimits = PolicyLimits(),
     font_family: str | None = None,
     strip_text: bool = False,
+    measure: Callable[[str], tuple[float, float]] | None = None,
 ) -> CheckedSvg:
     """Check an SVG against the policy and normalise it onto a ``width`` x ``height`` canvas.
 
@@ -108,6 +110,9 @@ def check_svg(
             onto this family, so text renders with the one font the renderer has loaded.
         strip_text: cut every ``<text>``/``<tspan>``/``<textPath>`` out of the document (flag
             ``text_removed``): Text2SVG rewards must not be won by writing the prompt as text.
+        measure: the size the renderer gives a root with neither width, height nor viewBox when it
+            draws the (accepted) document alone; usvg takes the content's extent from the origin
+            (``render.content_extent``). Without it such a root is 100 x 100, usvg's fallback.
 
     Returns:
         ``CheckedSvg`` with status ``ok`` and ``document`` set, or ``rejected``/``parse_error``
@@ -145,7 +150,9 @@ def check_svg(
         flags.append("text_removed" if strip_text else "text_elements")
     if strip_text and scan.text_spans:
         data = _cut(data, scan.text_spans)
-    document, size, viewport = _normalise_root(data, scan, width, height, font_family if scan.has_text else None)
+    document, size, viewport = _normalise_root(
+        data, scan, width, height, font_family if scan.has_text else None, measure
+    )
     return CheckedSvg(Status.ok, flags, None, document, size, scan.has_text, scan.has_raster, viewport)
 
 
@@ -355,22 +362,27 @@ def _raster_info(payload: bytes) -> tuple[str, int] | None:
 
 
 def _normalise_root(
-    data: bytes, scan: _Scan, width: int, height: int, font_family: str | None
+    data: bytes,
+    scan: _Scan,
+    width: int,
+    height: int,
+    font_family: str | None,
+    measure: Callable[[str], tuple[float, float]] | None,
 ) -> tuple[str, tuple[float, float], tuple[int, int]]:
     attrs = scan.root_attrs or []
     pairs = dict(zip(attrs[::2], attrs[1::2]))
+    start = scan.root_offset
+    end = _start_tag_end(data, start)
+    closing = "/>" if data[end - 2 : end] == b"/>" else ">"
     size = _intrinsic_size(pairs)
+    unsized = not (_parse_viewbox(pairs.get("viewBox")) or _parse_length(pairs.get("width")))
+    if unsized and not _parse_length(pairs.get("height")) and measure is not None and closing == ">":
+        size = measure(_root_tag(scan, pairs, closing) + data[end:].decode("utf-8"))
     if _parse_viewbox(pairs.get("viewBox")) is None:
         pairs["viewBox"] = f"0 0 {size[0]:g} {size[1]:g}"
     viewport = fit_viewport(size, width, height)
     pairs["width"], pairs["height"] = str(viewport[0]), str(viewport[1])
-    pairs.setdefault("xmlns", SVG_NS)
-    if scan.uses_xlink:
-        pairs.setdefault("xmlns:xlink", XLINK_NS)
-    start = scan.root_offset
-    end = _start_tag_end(data, start)
-    closing = "/>" if data[end - 2 : end] == b"/>" else ">"
-    tag = f"<{scan.root_name} " + " ".join(f"{k}={_quote(v)}" for k, v in pairs.items()) + closing
+    tag = _root_tag(scan, pairs, closing)
     if font_family and closing == ">":
         tag += f'<style>*{{font-family:"{font_family}" !important}}</style>'
     return tag + data[end:].decode("utf-8"), size, viewport
@@ -394,6 +406,13 @@ def _cut(data: bytes, spans: list[tuple[int, int]]) -> bytes:
         last = end
     parts.append(data[last:])
     return b"".join(parts)
+
+
+def _root_tag(scan: _Scan, pairs: dict[str, str], closing: str) -> str:
+    pairs.setdefault("xmlns", SVG_NS)
+    if scan.uses_xlink:
+        pairs.setdefault("xmlns:xlink", XLINK_NS)
+    return f"<{scan.root_name} " + " ".join(f"{k}={_quote(v)}" for k, v in pairs.items()) + closing
 
 
 def _start_tag_end(data: bytes, start: int) -> int:

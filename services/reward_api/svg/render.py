@@ -113,6 +113,21 @@ def _render_resvg(
     return _place(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), width, height)
 
 
+def content_extent(document: str) -> tuple[float, float]:
+    """The size resvg gives a root with neither width, height nor viewBox: the content's extent from
+    the origin (strokes aside), or its 100 x 100 fallback when that is empty. Only called on documents
+    the policy accepted, inside a worker; a panic here falls back too (the render reports it)."""
+    import resvg
+
+    try:
+        width, height = resvg.usvg.Tree.from_str(document, resvg.usvg.Options.default()).int_size()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # the binding panics on every failure
+        return 100.0, 100.0
+    return float(width), float(height)
+
+
 def _classify(message: str) -> Exception:
     """Turn a resvg panic into the document's fault or the renderer's."""
     if "LimitReached" in message:

@@ -91,11 +91,6 @@ def test_batch_reward_manager_uses_compute_score_batch(service: dict[str, Any]) 
     assert _batch_calls(service["url"]) == before + 1
 
 
-@pytest.mark.xfail(
-    reason="hangs on this machine since this session's merges (the Ray driver sits idle until the 300 s "
-    "limit; it passed on the integrations branch): under investigation, see the closing note",
-    strict=False,
-)
 def test_reward_loop_manager_on_ray_and_errors_cross_the_actor_boundary(service: dict[str, Any]) -> None:
     got = _drive(service, "ray")
     _check_scores(got["rm_scores"], got["status"])
@@ -103,11 +98,6 @@ def test_reward_loop_manager_on_ray_and_errors_cross_the_actor_boundary(service:
     assert got["error"]["is_request_rejected"] and got["error"]["status_code"] == 422, got["error"]
 
 
-@pytest.mark.xfail(
-    reason="hangs on this machine since this session's merges (the Ray driver sits idle until the 300 s "
-    "limit; it passed on the integrations branch): under investigation, see the closing note",
-    strict=False,
-)
 def test_agent_loop_manager_carries_the_training_step_to_the_reward(service: dict[str, Any]) -> None:
     """verl's own agent-loop workers and reward loop on Ray: the step comes from the trainer's meta_info."""
     got = _drive(service, "agent")

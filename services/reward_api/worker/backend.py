@@ -1,9 +1,12 @@
 """Distributed mode's ``Backend``: the pipeline's sandboxed work as Celery tasks on Redis.
 
 A group is split into chunks of ``celery_chunk_size`` so several workers share it. Results are
-collected by one thread per API process that polls Redis for every outstanding task at once
-(``MGET`` on Celery's result keys) and resolves futures: no request thread and no event loop ever
-blocks in ``AsyncResult.get()``, and one Redis round trip serves all requests in flight.
+collected by one thread per API process that resolves futures: no request thread and no event loop
+ever blocks in ``AsyncResult.get()``. Celery's Redis result backend PUBLISHes every result on its own
+key, so the collector SUBSCRIBEs to the keys of the tasks outstanding and waits for them instead of
+polling (an ``MGET`` every 5 ms cost more CPU per reward than the rest of the API); one ``MGET`` when
+a task is subscribed catches a result that came first, and a sweep every ``_SWEEP_S`` catches any
+publish missed while the subscription was being rebuilt.
 
 The API keeps everything needed to send a task again until its result is in, so Redis going away
 costs latency, not rollouts:
@@ -52,7 +55,8 @@ from services.reward_api.worker.celery_app import (
 )
 
 log = logging.getLogger(__name__)
-_POLL_S = 0.005
+_WAKE_S = 0.01  # the collector's longest wait on results before it looks at new tasks (no Redis call)
+_SWEEP_S = 0.5  # MGET of every outstanding result: the safety net under the subscription
 _EPOCH_CHECK_S = 0.5  # how often the collector asks Redis whether it restarted
 _RESEND_S = 0.5  # how often a task that could not be published is tried again
 
@@ -82,6 +86,7 @@ class CeleryBackend:
         self._pending: dict[str, _Pending] = {}  # by task id while queued, by a local id until then
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._work = threading.Event()  # set when a task is sent: an idle collector waits on it
         self._epoch: str | None = None  # Redis run_id the outstanding tasks were sent to
         self._collector = threading.Thread(target=self._collect, name="rlrf-celery-results", daemon=True)
         self._collector.start()
@@ -177,6 +182,7 @@ class CeleryBackend:
         if not self._publish(task):  # the collector tries again until the deadline
             with self._lock:
                 self._pending[f"unsent-{uuid.uuid4().hex}"] = task
+        self._work.set()
         return task.future
 
     def _publish(self, task: _Pending) -> bool:
@@ -216,39 +222,67 @@ class CeleryBackend:
 
     def _collect(self) -> None:
         backend = self.app.backend
-        last_epoch_check = last_resend = 0.0
+        pubsub: redis.client.PubSub | None = None
+        subscribed: dict[str, bytes] = {}  # task id -> its result key, the channel its result is published on
+        last_epoch_check = last_resend = last_sweep = 0.0
         while not self._closed.is_set():
             now = time.monotonic()
             with self._lock:
-                queued = {tid: t for tid, t in self._pending.items() if t.task_id == tid}
-                unsent = {tid: t for tid, t in self._pending.items() if t.task_id != tid}
                 expired = [tid for tid, t in self._pending.items() if t.deadline < now]
                 for tid in expired:
                     del self._pending[tid]
-            if not queued and not unsent:
-                self._epoch = None  # nothing outstanding to lose: the next task's check only records the epoch
-                time.sleep(_POLL_S)
-                continue
+                queued = [tid for tid, t in self._pending.items() if t.task_id == tid]
+                unsent = {tid: t for tid, t in self._pending.items() if t.task_id != tid}
             try:
+                if pubsub is None:
+                    pubsub, subscribed = self.redis.pubsub(ignore_subscribe_messages=True), {}
+                gone = subscribed.keys() - set(queued)  # settled, expired or forgotten
+                if gone:
+                    pubsub.unsubscribe(*[subscribed.pop(tid) for tid in gone])
+                if not queued and not unsent:
+                    self._epoch = None  # nothing outstanding to lose: the next task's check only records the epoch
+                    self._work.wait(_SWEEP_S)
+                    self._work.clear()
+                    continue
                 if self._epoch is None or now - last_epoch_check > _EPOCH_CHECK_S:
                     last_epoch_check = now
                     self._check_epoch()
                 if unsent and now - last_resend > _RESEND_S:
                     last_resend = now
                     self._resend(unsent)
-                ids = [tid for tid in queued if tid not in expired]
+                new = [tid for tid in queued if tid not in subscribed]
+                if new:  # subscribe first, then read: a result stored in between is in one or the other
+                    keys = {tid: _bytes(backend.get_key_for_task(tid)) for tid in new}
+                    pubsub.subscribe(*keys.values())
+                    subscribed.update(keys)
+                by_channel = {key: tid for tid, key in subscribed.items()}
+                sweep = now - last_sweep > _SWEEP_S
+                if sweep:
+                    last_sweep = now
+                ids = queued if sweep else new
                 values = self.redis.mget([backend.get_key_for_task(tid) for tid in ids]) if ids else []
+                results = [(tid, value) for tid, value in zip(ids, values) if value is not None]
+                message = pubsub.get_message(timeout=_WAKE_S)
+                while message is not None:
+                    if message["type"] == "message" and message["channel"] in by_channel:
+                        results.append((by_channel[message["channel"]], message["data"]))
+                    message = pubsub.get_message(timeout=0)
             except redis.RedisError as exc:
                 log.warning("Redis unreachable (%s); outstanding tasks wait for it until their deadline", exc)
+                if pubsub is not None:
+                    pubsub.close()
+                pubsub = None  # a new subscription, and a sweep, once Redis answers again
+                last_sweep = 0.0
                 time.sleep(0.5)
                 continue
-            done = [tid for tid, value in zip(ids, values) if value is not None and self._settle(tid, value)]
+            done = [tid for tid, value in results if self._settle(tid, value)]
             if done:  # results carry renders and embeddings: free Redis now, not after result_expires
                 try:
                     self.redis.delete(*[backend.get_key_for_task(tid) for tid in done])
                 except redis.RedisError:
                     pass  # result_expires still removes them
-            time.sleep(_POLL_S)
+        if pubsub is not None:
+            pubsub.close()
 
     def _settle(self, task_id: str, value: bytes) -> bool:
         """Resolve the task's future from its stored result; False while the task is not finished."""
@@ -290,6 +324,10 @@ class CeleryBackend:
                     self._pending[old_id] = task
                     task.task_id = None
                 break  # Redis is not taking work right now: the next round tries again
+
+
+def _bytes(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode()
 
 
 def _resolve(task: _Pending, outcome: Any) -> None:

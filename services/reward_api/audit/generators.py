@@ -254,6 +254,32 @@ def drawn_twice(svg: str, target: np.ndarray) -> str:
     return _dump(root)
 
 
+NUDGE = 0.002  # share of the viewBox side the second copy of ``drawn_twice_nudged`` moves by
+_NUMBER = re.compile(r"[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
+
+
+def drawn_twice_nudged(svg: str, target: np.ndarray) -> str:
+    """``drawn_twice`` with every shape of the copy moved by 0.2% of the viewBox side: not an exact duplicate.
+
+    Positions (``x``, ``cx``, ``x1``, ..., ``points``, a path's first point) move; sizes, arcs and
+    relative segments do not, so the copy renders within a pixel of the original.
+    """
+    root = _parse(svg)
+    delta = NUDGE * max(viewbox(root)[2:])
+    for child in [c for c in root if _local(c.tag) not in _NOT_DRAWN and _local(c.tag) not in {"title", "desc"}]:
+        twin = copy.deepcopy(child)
+        for shape in twin.iter():
+            for key in ("x", "y", "cx", "cy", "x1", "y1", "x2", "y2"):
+                if (value := _length(shape.get(key))) is not None:
+                    shape.set(key, f"{value + delta:.6g}")
+            if shape.get("points"):
+                shape.set("points", _NUMBER.sub(lambda m: f"{float(m.group()) + delta:.6g}", shape.get("points", "")))
+            if shape.get("d"):
+                shape.set("d", _NUMBER.sub(lambda m: f"{float(m.group()) + delta:.6g}", shape.get("d", ""), count=2))
+        root.append(twin)
+    return _dump(root)
+
+
 def embedded_raster(svg: str, target: np.ndarray) -> str:
     ok, png = cv2.imencode(".png", target)
     assert ok
@@ -473,6 +499,7 @@ IM2SVG_HACKS: tuple[Hack, ...] = (
     Hack("length_collapse", "the reference cut to half its length (trailing shapes dropped)", length_collapse),
     Hack("padding_4x", "the reference padded to 4x (comments, whitespace, metadata, <desc>, unused defs)", padding),
     Hack("drawn_twice", "the reference's drawing repeated on top of itself", drawn_twice),
+    Hack("drawn_twice_nudged", "the same, the copy's shapes moved by 0.2% of the side", drawn_twice_nudged),
     Hack("embedded_raster", "an <image> holding the target's own render", embedded_raster),
     Hack("embedded_raster_allow", "the same, scored with RLRF_EMBEDDED_RASTER=allow", embedded_raster, "allow"),
     Hack("grid_rects_16", "the target as 16x16 <rect> cells", _n(grid_rects, n=16)),

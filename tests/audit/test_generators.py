@@ -34,7 +34,7 @@ def test_corruptions_are_nested_and_graded(case: tuple[str, str, np.ndarray], sc
     assert mean_squared_error(_render(scorer, svg, gen.corrupt(svg, 0.0, seed=name)), target) == 0.0
     shapes = len(gen._drawn_shapes(ET.fromstring(svg)))
     kept = [len(gen._drawn_shapes(ET.fromstring(gen.corrupt(svg, s, seed=name)))) for s in gen.STRENGTHS]
-    # floor(s * n) shapes dropped (the survivors are wrapped in a <g>, itself not a shape)
+    # floor(s * n) shapes dropped (the survivors shifted by their own transform)
     assert kept == [shapes - int(s * shapes + 1e-9) for s in gen.STRENGTHS]
     errors = [mean_squared_error(_render(scorer, svg, gen.corrupt(svg, s, seed=name)), target) for s in (0.1, 0.5, 0.9)]
     assert 0 < errors[0] < errors[2]

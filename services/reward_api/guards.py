@@ -19,9 +19,10 @@ every component but ``length`` becomes
     ``cap(v) = lower + t·(min(v, 0) - lower)``
 
 (``cap``): its negative part when barely over the allowance, falling to its lower bound as the
-violation grows. A capped rollout therefore earns at most 0 from each capped component, below any
-honest drawing that resembles its reference (the audit's 10% corruption scores well above 0), and
-never less than the failure penalty; a worse violation or a worse drawing still scores lower.
+violation grows. A capped rollout therefore earns at most 0 from each capped component, so it
+cannot beat an honest drawing that earns positive fidelity credit (the audit's 10% corruption does
+on every svg_dev reference under ``rlrf-im2svg``), and never less than the failure penalty; a worse
+violation or a worse drawing still scores lower.
 
 Guards (``Structure`` of candidate ``c`` and reference ``r``; allowance / measure):
 

@@ -296,7 +296,7 @@ class Pipeline:
                 svg = extraction.svg or ""
                 length = request.completion_tokens[i] if request.completion_tokens else char_length(svg)
                 values: dict[str, float | None] = dict(outcome.components)
-                flags = list(outcome.flags) + list(guarded) + self._judge.flags(verdict)
+                flags = [*outcome.flags, *(g for g in guarded if g not in outcome.flags), *self._judge.flags(verdict)]
                 candidate = Sample(
                     None, length, {f: cand_features[f][row] for f in cand_features}, self._judge.score(verdict)
                 )

@@ -6,45 +6,62 @@ reference drawn twice over itself, the reference padded with inert content, a pa
 guard below compares the candidate's *structure* with the reference SVG's, so a reference that is
 itself a grid (pixel art, a QR code, a chequered flag) or that uses many small rects scores its own
 copy at the maximum: the candidate is measured against what the reference needs, never against an
-absolute idea of a "normal" drawing. A guard that fires makes the rollout ``rejected`` (flag named
-after the guard, bounded penalty), exactly as a policy rule does; ``length_collapse`` caps instead.
+absolute idea of a "normal" drawing.
 
-Guards (``Structure`` of candidate ``c`` and reference ``r``):
+A guard never refuses a drawing. An honest drawing of something else can trip one too (a detailed
+flag against a plain one has far more tiles), and a ``rejected`` penalty would give every such
+rollout of a GRPO group the same reward, with no gradient between them. So a guard that fires
+raises its flag, the rollout stays ``ok``, and its *fidelity credit is capped*: each guard gives a
+share ``t = allowance / measure`` in (0, 1] (how far the candidate's structure exceeds what the
+reference allows; smaller is worse), the shares of every guard that fired multiply into ``t``, and
+every component but ``length`` becomes
+
+    ``cap(v) = lower + t·(min(v, 0) - lower)``
+
+(``cap``): its negative part when barely over the allowance, falling to its lower bound as the
+violation grows. A capped rollout therefore earns at most 0 from each capped component, so it
+cannot beat an honest drawing that earns positive fidelity credit (the audit's 10% corruption does
+on every svg_dev reference under ``rlrf-im2svg``), and never less than the failure penalty; a worse
+violation or a worse drawing still scores lower.
+
+Guards (``Structure`` of candidate ``c`` and reference ``r``; allowance / measure):
 
 * ``pixel_grid``: ``c.tiles > 2·r.tiles + 8``, ``c.primitives > 4·r.primitives + 32`` or
-  ``c.lattice > 2·r.lattice + 4``. *Tiles* are the cell-like primitives a grid is made of: rects,
-  circles/ellipses, lines, polygons of up to 4 points, and rectilinear path subpaths (only
-  axis-aligned segments; one tile per 4 corners, so a traced region outline counts as the cells it
-  covers). *Primitives* are all drawn elements plus the extra subpaths of paths, however shaped.
-  *Lattice* is the largest number of tiles of one size (rects and 4-corner subpaths by width and
-  height, dots by radius): a grid's cells are all alike, so even a coarse grid hidden under a few
-  correct shapes shows, where the tile count alone does not.
-* ``duplicate_drawing``: ``c.duplicates - r.duplicates >= max(1, r.elements / 4)``, where
-  ``duplicates`` counts drawn elements whose attributes (ids and classes aside) repeat an earlier
-  element's: the reference drawn over itself pays twice the code for its
-  own render.
-* ``padding``: ``c.inert > r.inert + L_ref / 4`` (characters): comments, ``<metadata>``, ``<desc>``,
-  ``<title>`` and ``<defs>`` children nothing refers to. Padding moves a short drawing past the
-  ``length`` component's collapse threshold and costs nothing under profiles without ``length``.
+  ``c.lattice > 2·r.lattice + 4``; ``t`` is the smallest ratio of right side to left side.
+  *Tiles* are the cell-like primitives a grid is made of: rects, circles/ellipses, lines, polygons of
+  up to 4 points, and rectilinear path subpaths (only axis-aligned segments; one tile per 4 corners,
+  so a traced region outline counts as the cells it covers). *Primitives* are all drawn elements
+  plus the extra subpaths of paths, however shaped. *Lattice* is the largest number of tiles of one
+  size (rects and 4-corner subpaths by width and height, dots by radius): a grid's cells are all
+  alike, so even a coarse grid hidden under a few correct shapes shows, where the tile count alone
+  does not.
+* ``duplicate_drawing``: ``c.duplicates - r.duplicates >= a = max(1, max(r.elements, c.elements) / 4)``,
+  ``t = a / (c.duplicates - r.duplicates)``, where ``duplicates`` counts drawn elements that repeat an
+  earlier element: the same non-geometric attributes (ids and classes aside) and every geometric
+  number (``d``, ``x``, ``points``, ``transform``, ...) within 0.5% of the viewBox side of it. The
+  reference drawn over itself, exactly or nudged, pays twice the code for its own render (``t =
+  0.5``); an honest drawing with a pair of identical eyes is a small share of its own elements.
+* ``padding``: ``c.inert - r.inert > a = L_ref / 4`` (characters), ``t = a / (c.inert - r.inert)``:
+  comments, ``<metadata>``, ``<desc>``, ``<title>`` and ``<defs>`` children nothing refers to. Padding
+  moves a short drawing past the ``length`` component's collapse threshold and costs nothing under
+  profiles without ``length``.
+* ``embedded_raster``: the candidate holds an ``<image>`` and the reference has none; ``t = 1 -
+  (characters of image data) / c.length``, the share of the code that is not pasted pixels. By
+  default (``RLRF_EMBEDDED_RASTER=reject``) the policy already rejects every ``<image>``; with
+  ``allow``, a raster is scored in full only where the reference itself carries one.
 * ``length_collapse``: ``L < L_ref / 2`` (the ``length`` component's own collapse test, tokens when
-  sent) and, in characters, ``t = 2·(c.length - c.inert) / (r.length - r.inert) < 1``. Not a
-  rejection: the rollout stays ``ok`` but earns no credit for fidelity: every component but
-  ``length`` becomes ``lower + t·(min(v, 0) - lower)``, its negative part at half the reference's
-  code, falling to its lower bound as the code goes to nothing. The ``length`` component scores a
-  collapse -1, but at weight 0.1 that costs at most 0.175 against an honest drawing: keeping the
-  big shapes of a detailed reference and dropping its details beat a faithful drawing on 4% of
-  svg_dev. Capping keeps the penalty bounded and the signal
-  graded (a worse collapse still scores lower), and lets any small drawing still be scored.
-* ``embedded_raster``: the candidate holds an ``<image>`` and the reference has none. By default
-  (``RLRF_EMBEDDED_RASTER=reject``) the policy already rejects every ``<image>``; with ``allow``, a
-  raster is scored only where the reference itself carries one.
+  sent) and, in characters, ``t = 2·(c.length - c.inert) / (r.length - r.inert) < 1`` (``collapsed``;
+  the pipeline multiplies it into the guards' ``t``). The ``length`` component scores a collapse -1,
+  but at weight 0.1 that costs at most 0.175 against an honest drawing: keeping the big shapes of a
+  detailed reference and dropping its details beat a faithful drawing on 4% of svg_dev.
 
-With an image reference (PNG/JPEG) there is no reference structure and only ``embedded_raster``
-applies (see README: the audit runs on SVG references).
+With an image reference (PNG/JPEG) there is no reference structure and no guard applies (see
+README: the audit runs on SVG references; the policy still rejects ``<image>`` by default).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -58,6 +75,15 @@ _TILE_SHAPES = {"rect", "circle", "ellipse", "line"}
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "pattern", "marker", "linearGradient", "radialGradient", "filter"}
 _INERT = {"metadata", "desc", "title"}
 _IGNORED_ATTRS = {"id", "class"}
+# Attributes whose numbers are geometry, compared within a tolerance by the duplicate guard; the
+# position ones first, so an element's first two numbers place it (see ``_repeats``).
+_GEOMETRY = {
+    k: i
+    for i, k in enumerate(
+        ("x", "y", "cx", "cy", "x1", "y1", "d", "points", "x2", "y2", "r", "rx", "ry", "width", "height", "transform")
+    )
+}
+_BIN_LIMIT = 64  # elements compared per neighbouring bin: bounds the cost of pathological documents
 _PATH_TOKEN = re.compile(r"[MmZzLlHhVvCcSsQqTtAa]|[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
 _NUMBER = re.compile(r"[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
 _REF = re.compile(r"url\(\s*['\"]?#([^)'\"\s]+)|href\s*=\s*['\"]#([^'\"]+)")
@@ -70,6 +96,7 @@ GRID_PRIMITIVE_FACTOR, GRID_PRIMITIVE_SLACK = 4.0, 32
 GRID_LATTICE_FACTOR, GRID_LATTICE_SLACK = 2.0, 4
 PADDING_SLACK = 0.25
 DUPLICATE_SHARE = 0.25
+DUPLICATE_TOLERANCE = 0.005  # share of the viewBox side within which a repeated shape is a duplicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +110,7 @@ class Structure:
     duplicates: int = 0
     inert: int = 0
     rasters: int = 0
+    raster_chars: int = 0  # characters of ``<image>`` data (href values)
     length: int = 0  # ``length.char_length`` of the document
 
 
@@ -97,7 +125,7 @@ def structure(svg: str) -> Structure | None:
     except (ET.ParseError, ValueError):
         return None
     referenced = {a or b for a, b in _REF.findall(svg)}
-    counts = _Counts()
+    counts = _Counts(DUPLICATE_TOLERANCE * _side(root))
     _walk(root, counts, referenced, drawn=True)
     return Structure(
         primitives=counts.primitives,
@@ -107,31 +135,58 @@ def structure(svg: str) -> Structure | None:
         duplicates=counts.duplicates,
         inert=counts.inert,
         rasters=counts.rasters,
+        raster_chars=counts.raster_chars,
         length=char_length(svg),
     )
 
 
+def shares(candidate: Structure | None, reference: Structure | None) -> dict[str, float]:
+    """Each guard ``candidate`` trips against ``reference``, with its credit share ``t`` in [0, 1].
+
+    Returns:
+        ``{flag: t}`` in a fixed order (empty: no guard fired); see the module for each ``t``.
+    """
+    if candidate is None or reference is None:  # unparsed, or an image reference: nothing to compare
+        return {}
+    fired: dict[str, float] = {}
+    c, r = candidate, reference
+    grid = [
+        (c.tiles, GRID_TILE_FACTOR * r.tiles + GRID_TILE_SLACK),
+        (c.primitives, GRID_PRIMITIVE_FACTOR * r.primitives + GRID_PRIMITIVE_SLACK),
+        (c.lattice, GRID_LATTICE_FACTOR * r.lattice + GRID_LATTICE_SLACK),
+    ]
+    over = [allowance / measure for measure, allowance in grid if measure > allowance]
+    if over:
+        fired["pixel_grid"] = min(over)
+    extra, allowed = c.duplicates - r.duplicates, max(1.0, DUPLICATE_SHARE * max(r.elements, c.elements))
+    if extra >= allowed:
+        fired["duplicate_drawing"] = allowed / extra
+    inert, allowed = c.inert - r.inert, PADDING_SLACK * r.length
+    if inert > allowed:
+        fired["padding"] = allowed / inert if inert > 0 else 0.0
+    if c.rasters > 0 and r.rasters == 0:
+        fired["embedded_raster"] = max(0.0, 1.0 - c.raster_chars / max(1, c.length))
+    return fired
+
+
 def check(candidate: Structure | None, reference: Structure | None) -> list[str]:
     """The guards ``candidate`` trips against ``reference`` (an empty list: none)."""
-    if candidate is None:
-        return []
-    if reference is None:  # an image reference: nothing structural to compare against
-        return []
-    fired = []
-    c, r = candidate, reference
-    if (
-        c.tiles > GRID_TILE_FACTOR * r.tiles + GRID_TILE_SLACK
-        or c.primitives > GRID_PRIMITIVE_FACTOR * r.primitives + GRID_PRIMITIVE_SLACK
-        or c.lattice > GRID_LATTICE_FACTOR * r.lattice + GRID_LATTICE_SLACK
-    ):
-        fired.append("pixel_grid")
-    if c.duplicates - r.duplicates >= max(1.0, DUPLICATE_SHARE * r.elements):
-        fired.append("duplicate_drawing")
-    if c.inert > r.inert + PADDING_SLACK * r.length:
-        fired.append("padding")
-    if c.rasters > 0 and r.rasters == 0:
-        fired.append("embedded_raster")
-    return fired
+    return list(shares(candidate, reference))
+
+
+def cap(value: float, lower: float, share: float) -> float:
+    """A guarded component: ``lower + t·(min(v, 0) - lower)``, its negative part at ``t = 1``, its lower
+    bound at ``t = 0``, so capped credit never exceeds 0 and a worse violation scores lower.
+
+    >>> cap(0.9, -1.0, 0.5), cap(-0.4, -1.0, 1.0), cap(0.9, -1.0, 0.0)
+    (-0.5, -0.4, -1.0)
+    """
+    return lower + share * (min(value, 0.0) - lower)
+
+
+def combined(fired: dict[str, float]) -> float:
+    """The credit share of a rollout that tripped ``fired``: the product of their shares."""
+    return math.prod(min(1.0, max(0.0, t)) for t in fired.values())
 
 
 def collapsed(candidate: Structure | None, reference: Structure | None) -> float | None:
@@ -148,21 +203,49 @@ def collapsed(candidate: Structure | None, reference: Structure | None) -> float
 
 
 class _Counts:
-    __slots__ = ("duplicates", "elements", "inert", "primitives", "rasters", "seen", "sizes", "tiles")
+    __slots__ = (
+        "duplicates",
+        "elements",
+        "inert",
+        "primitives",
+        "raster_chars",
+        "rasters",
+        "seen",
+        "sizes",
+        "tiles",
+        "tolerance",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
         self.primitives = 0
         self.elements = 0
         self.tiles = 0.0
         self.duplicates = 0
         self.inert = 0
         self.rasters = 0
-        self.seen: set[str] = set()
+        self.raster_chars = 0
+        # (skeleton, cell of the first two geometric numbers) -> the geometry of elements seen there
+        self.seen: dict[tuple[str, int, int], list[tuple[float, ...]]] = {}
         self.sizes: Counter[tuple[str, float, float]] = Counter()
 
 
 def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _size_of(element: ET.Element) -> int:
+    """About the characters ``element`` takes in the source, namespace prefixes aside.
+
+    Not ``len(ET.tostring(...))``: that depends on which prefixes the process registered (``ns0:``
+    on every tag otherwise), so the same document would count differently in different processes.
+    """
+    if element.tag is ET.Comment:
+        return len(element.text or "") + 7
+    name = len(_local(element.tag))
+    size = 2 * name + 5 + len(element.text or "")
+    size += sum(len(_local(k)) + len(v) + 4 for k, v in element.attrib.items())
+    return size + sum(_size_of(child) + len(child.tail or "") for child in element)
 
 
 def _walk(element: ET.Element, counts: _Counts, referenced: set[str], *, drawn: bool) -> None:
@@ -172,27 +255,26 @@ def _walk(element: ET.Element, counts: _Counts, referenced: set[str], *, drawn: 
             continue
         name = _local(child.tag)
         if name in _INERT:
-            counts.inert += len(ET.tostring(child, encoding="unicode"))
+            counts.inert += _size_of(child)
             continue
         if name == "defs":
             for item in child:
                 if item.tag is ET.Comment or item.get("id") not in referenced:
-                    counts.inert += len(ET.tostring(item, encoding="unicode"))
+                    counts.inert += _size_of(item)
             _walk(child, counts, referenced, drawn=False)
             continue
         if name == "image":
             counts.rasters += 1
+            counts.raster_chars += sum(len(v) for k, v in child.attrib.items() if _local(k) == "href")
         if drawn and name in _SHAPES:
             _count_shape(child, name, counts)
         _walk(child, counts, referenced, drawn=drawn and name not in _NOT_DRAWN)
 
 
 def _count_shape(element: ET.Element, name: str, counts: _Counts) -> None:
-    key = name + "|" + "|".join(f"{k}={v}" for k, v in sorted(element.attrib.items()) if k not in _IGNORED_ATTRS)
     counts.elements += 1
-    if key in counts.seen:
+    if _repeats(element, name, counts):
         counts.duplicates += 1
-    counts.seen.add(key)
     if name == "path":
         subpaths, tiles, sizes = _path_shape(element.get("d", ""))
         counts.primitives += max(1, subpaths)
@@ -207,6 +289,47 @@ def _count_shape(element: ET.Element, name: str, counts: _Counts) -> None:
         size = _size(element, name)
         if size is not None:
             counts.sizes[size] += 1
+
+
+def _side(root: ET.Element) -> float:
+    """The larger side of the root's viewBox (else its width/height; 100 when neither parses)."""
+    numbers = _NUMBER.findall(root.get("viewBox", ""))
+    if len(numbers) == 4 and max(float(numbers[2]), float(numbers[3])) > 0:
+        return max(float(numbers[2]), float(numbers[3]))
+    sides = [float(m.group()) for v in (root.get("width"), root.get("height")) if v and (m := _NUMBER.match(v.strip()))]
+    return max(sides, default=0.0) or 100.0
+
+
+def _repeats(element: ET.Element, name: str, counts: _Counts) -> bool:
+    """Whether ``element`` repeats an earlier one: same skeleton, every geometric number within tolerance.
+
+    The skeleton is the tag, the non-geometric attributes and the geometric ones with numbers blanked;
+    elements are binned by their first two numbers (their position: cells of the tolerance), and only
+    the last ``_BIN_LIMIT`` elements of the 3x3 neighbouring cells are compared, so a grid of distinct
+    cells costs a few lookups per cell.
+    """
+    parts, numbers = [name], []
+    for k, v in sorted(element.attrib.items(), key=lambda kv: (_GEOMETRY.get(kv[0], -1), kv[0])):
+        if k in _IGNORED_ATTRS:
+            continue
+        if k in _GEOMETRY:
+            numbers += [float(n) for n in _NUMBER.findall(v)]
+            parts.append(f"{k}={_NUMBER.sub('#', v)}")
+        else:
+            parts.append(f"{k}={v}")
+    skeleton = "|".join(parts)
+    tol = counts.tolerance
+    geometry = tuple(numbers)
+    head = (*geometry[:2], 0.0, 0.0)[:2]
+    cx, cy = (math.floor(h / tol) if tol > 0 and math.isfinite(h) else 0 for h in head)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            for other in counts.seen.get((skeleton, cx + dx, cy + dy), [])[-_BIN_LIMIT:]:
+                if all(abs(a - b) <= tol for a, b in zip(geometry, other)):
+                    counts.seen.setdefault((skeleton, cx, cy), []).append(geometry)
+                    return True
+    counts.seen.setdefault((skeleton, cx, cy), []).append(geometry)
+    return False
 
 
 def _size(element: ET.Element, name: str) -> tuple[str, float, float] | None:

@@ -41,8 +41,7 @@ from services.reward_api.core.errors import (
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
-from services.reward_api.guards import Structure, collapsed, structure
-from services.reward_api.guards import check as check_guards
+from services.reward_api.guards import Structure, cap, collapsed, combined, shares, structure
 from services.reward_api.judging import JudgeStage
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
@@ -284,18 +283,7 @@ class Pipeline:
                 )
             else:
                 candidate_structure = outcome.structure or structure(extraction.svg or "")
-                guarded = check_guards(candidate_structure, reference.structure)
-                if guarded:  # reference-relative structural guards (guards.py): rejected like a policy rule
-                    results.append(
-                        RolloutResult(
-                            reward=penalty,
-                            components=penalty_components,
-                            status=Status.rejected,
-                            flags=[*outcome.flags, *guarded],
-                            detail=f"structural guard: {', '.join(guarded)} (against the reference's structure)",
-                        )
-                    )
-                    continue
+                guarded = shares(candidate_structure, reference.structure)  # guards.py: cap, never reject
                 row, verdict = extra[i]
                 failure = model_error or self._judge.failure(verdict)
                 if failure is not None:
@@ -308,7 +296,7 @@ class Pipeline:
                 svg = extraction.svg or ""
                 length = request.completion_tokens[i] if request.completion_tokens else char_length(svg)
                 values: dict[str, float | None] = dict(outcome.components)
-                flags = list(outcome.flags) + self._judge.flags(verdict)
+                flags = [*outcome.flags, *(g for g in guarded if g not in outcome.flags), *self._judge.flags(verdict)]
                 candidate = Sample(
                     None, length, {f: cand_features[f][row] for f in cand_features}, self._judge.score(verdict)
                 )
@@ -325,10 +313,13 @@ class Pipeline:
                     flags.append("length_collapse")
                     share = collapsed(candidate_structure, reference.structure)
                     if share is not None:  # under half the reference's code: no credit for fidelity (guards.py)
-                        values = {
-                            k: v if k == "length" or v is None else _collapse_cap(v, COMPONENTS[k].lower, share)
-                            for k, v in values.items()
-                        }
+                        guarded["length_collapse"] = share
+                if guarded:  # capped fidelity credit, graded by the product of the guards' shares
+                    t = combined(guarded)
+                    values = {
+                        k: v if k == "length" or v is None else cap(v, COMPONENTS[k].lower, t)
+                        for k, v in values.items()
+                    }
                 total, applied = combine(values, weights)
                 results.append(RolloutResult(reward=total, components=applied, status=Status.ok, flags=flags))
         done = time.perf_counter()
@@ -521,11 +512,6 @@ def check_settings(settings: Settings) -> None:
             f"font_file {settings.font_file} does not exist: install fonts-dejavu-core (scripts/system-deps.sh) "
             "or point RLRF_FONT_FILE at a .ttf"
         )
-
-
-def _collapse_cap(value: float, lower: float, share: float) -> float:
-    """A collapsed rollout's component: its negative part at half the code, its lower bound at none."""
-    return lower + share * (min(value, 0.0) - lower)
 
 
 def _check_reference(components: Sequence[Any], reference: PreparedReference, request: ScoreRequest) -> None:

@@ -34,7 +34,7 @@ def test_corruptions_are_nested_and_graded(case: tuple[str, str, np.ndarray], sc
     assert mean_squared_error(_render(scorer, svg, gen.corrupt(svg, 0.0, seed=name)), target) == 0.0
     shapes = len(gen._drawn_shapes(ET.fromstring(svg)))
     kept = [len(gen._drawn_shapes(ET.fromstring(gen.corrupt(svg, s, seed=name)))) for s in gen.STRENGTHS]
-    # floor(s * n) shapes dropped (the survivors are wrapped in a <g>, itself not a shape)
+    # floor(s * n) shapes dropped (the survivors shifted by their own transform)
     assert kept == [shapes - int(s * shapes + 1e-9) for s in gen.STRENGTHS]
     errors = [mean_squared_error(_render(scorer, svg, gen.corrupt(svg, s, seed=name)), target) for s in (0.1, 0.5, 0.9)]
     assert 0 < errors[0] < errors[2]
@@ -81,11 +81,20 @@ def test_code_hacks(case: tuple[str, str, np.ndarray], scorer: Scorer) -> None:
     assert char_length(collapsed) <= char_length(svg) / 2
     twice = gen.drawn_twice(svg, target)
     assert len(gen._drawn_shapes(ET.fromstring(twice))) == 2 * len(gen._drawn_shapes(ET.fromstring(svg)))
+    nudged = gen.drawn_twice_nudged(svg, target)
+    assert len(gen._drawn_shapes(ET.fromstring(nudged))) == 2 * len(gen._drawn_shapes(ET.fromstring(svg)))
+    shapes = [shape.attrib for _, shape in gen._drawn_shapes(ET.fromstring(nudged))]
+    half = len(shapes) // 2
+    assert all(a != b for a, b in zip(shapes[:half], shapes[half:]))  # no exact duplicate: every copy moved
     results = scorer.score(
-        svg, [padded, twice, gen.truncated(svg, target), gen.tiny_viewbox(svg, target)], profile="pixel"
+        svg,
+        [svg, padded, twice, nudged, gen.truncated(svg, target), gen.tiny_viewbox(svg, target)],
+        profile="pixel",
     )
-    (pad, _), (dup, _), (cut, _), (tiny, _) = results
-    assert "padding" in pad.flags and "duplicate_drawing" in dup.flags
+    (_, ref_image), (pad, _), (dup, _), (near, near_image), (cut, _), (tiny, _) = results
+    assert "padding" in pad.flags and "duplicate_drawing" in dup.flags and "duplicate_drawing" in near.flags
+    assert ref_image is not None and near_image is not None
+    assert mean_squared_error(near_image, ref_image) < 0.005  # within a pixel: the reference, drawn twice
     assert cut.status.value == "truncated"
     assert "tiny_viewbox" in tiny.flags
 
@@ -108,7 +117,9 @@ def test_embedded_raster_is_the_target(case: tuple[str, str, np.ndarray], pipeli
     with Pipeline.embedded(settings.model_copy(update={"embedded_raster": "allow", "workers": 1})) as allow:  # type: ignore[attr-defined]
         ((result, image),) = Scorer(allow).score(svg, [raster])
     assert image is not None and mean_squared_error(image, target) < 1e-4
-    assert result.status.value == "rejected" and "embedded_raster" in result.flags  # the guard, under allow
+    # Under allow, the guard: scored, flagged, its credit capped at no more than 0 per component.
+    assert result.status.value == "ok" and "embedded_raster" in result.flags
+    assert result.reward is not None and result.components["pixel_l2"] <= 0.0 and result.components["canny_l2"] <= 0.0
 
 
 def test_glyph_outlines_render_the_prompt_text(scorer: Scorer) -> None:

@@ -14,9 +14,10 @@ Which cheap tricks beat an honest drawing, per profile.
 For every reference it scores, in one group through the real Pipeline: the reference itself; honest
 corruptions at strengths 0.1 .. 0.9 (that share of the shapes dropped and recoloured, the rest
 shifted); and one candidate per hack class (blank, mean-colour rect, tiny viewBox, truncated, length
-collapse, padding to 4x, drawn twice, embedded raster (also with RLRF_EMBEDDED_RASTER=allow), pixel
-grids at 16/32/64 cells as rects, one path per colour, per-cell paths, a dot grid, a coarse grid under
-a few correct shapes; with --task text2svg also the prompt as <text> and as glyph outline paths).
+collapse, padding to 4x, drawn twice (exactly, and nudged by 0.2% of the side), embedded raster (also
+with RLRF_EMBEDDED_RASTER=allow), pixel grids at 16/32/64 cells as rects, one path per colour,
+per-cell paths, a dot grid, a coarse grid under a few correct shapes; with --task text2svg also the
+prompt as <text> and as glyph outline paths).
 
 A class WINS on a reference when it scores at least the honest drawing with 10% of its shapes
 dropped. Printed per profile: win rate per class, monotonicity (mean Spearman of reward against

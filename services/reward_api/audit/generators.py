@@ -103,6 +103,7 @@ def corrupt(svg: str, strength: float, *, seed: str = "") -> str:
     root = _parse(svg)
     side = max(viewbox(root)[2:])
     shapes = _drawn_shapes(root)
+    scales = _ancestor_scales(root)
     rng = np.random.default_rng(_seed(seed or svg))
     n = len(shapes)
     # Exactly floor(strength * n) shapes dropped and recoloured, picked in one fixed random order each,
@@ -117,11 +118,13 @@ def corrupt(svg: str, strength: float, *, seed: str = "") -> str:
         if k in dropped:
             parent.remove(shape)
             continue
-        index = list(parent).index(shape)
-        wrapper = ET.Element(_q("g"))
-        dx = strength * MAX_SHIFT * side * np.cos(2 * np.pi * angle)
-        dy = strength * MAX_SHIFT * side * np.sin(2 * np.pi * angle)
-        wrapper.set("transform", f"translate({dx:.3f} {dy:.3f})")
+        # The shift rewrites the shape's own coordinates and the recolour goes on the shape, not on a
+        # wrapping <g>: a corruption should not lengthen the code much, or under a length-weighted
+        # profile the honest drawing pays for the audit's own markup.
+        # The shift is in the root's units: divided by the scale of the groups around the shape.
+        shift = strength * MAX_SHIFT * side / scales.get(id(parent), 1.0)
+        if shift > 0:
+            _shift(shape, shift * np.cos(2 * np.pi * angle), shift * np.sin(2 * np.pi * angle))
         if k in recoloured:
             if defs is None:
                 defs = ET.Element(_q("defs"))
@@ -132,11 +135,101 @@ def corrupt(svg: str, strength: float, *, seed: str = "") -> str:
             matrix = f"{keep} 0 0 0 {r:.3f} 0 {keep} 0 0 {g:.3f} 0 0 {keep} 0 {b:.3f} 0 0 0 1 0"
             filt = ET.SubElement(defs, _q("filter"), {"id": fid, "color-interpolation-filters": "sRGB"})
             ET.SubElement(filt, _q("feColorMatrix"), {"type": "matrix", "values": matrix})
-            wrapper.set("filter", f"url(#{fid})")
-        parent.remove(shape)
-        wrapper.append(shape)
-        parent.insert(index, wrapper)
+            shape.set("filter", f"url(#{fid})")
     return _dump(root)
+
+
+_POSITIONS = {"rect": ("x", "y"), "image": ("x", "y"), "use": ("x", "y"), "text": ("x", "y")}
+_POSITIONS |= {"circle": ("cx", "cy"), "ellipse": ("cx", "cy")}
+_PATH_TOKEN = re.compile(r"[MmZzLlHhVvCcSsQqTtAa]|[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
+_ABSOLUTE = {"M": "xy", "L": "xy", "T": "xy", "H": "x", "V": "y", "C": "xyxyxy", "S": "xyxy", "Q": "xyxy"}
+
+
+def _num(value: float) -> str:
+    return f"{round(value, 3):g}"
+
+
+def _shift(shape: ET.Element, dx: float, dy: float) -> None:
+    """Move ``shape`` by (dx, dy) of its parent's units, rewriting its own coordinates where it can.
+
+    Positions (``x``/``y``, ``cx``/``cy``, a line's ends, polygon points, a path's absolute coordinates)
+    move in place, so the code barely grows; a shape with its own transform, a path with arcs, or any
+    other element gets ``translate(dx dy)`` prepended to its transform instead.
+    """
+    name = _local(shape.tag)
+    d = shape.get("d", "")
+    keys = (*_POSITIONS.get(name, ()), "x1", "y1", "x2", "y2")
+    if (
+        shape.get("transform")
+        or any(re.search(r"[%\s,]", (shape.get(k) or "").strip()) for k in keys)
+        or (name == "path" and re.search("[Aa]", d))
+        or name not in (*_POSITIONS, "line", "path", "polygon", "polyline")
+    ):
+        own = shape.get("transform")
+        shape.set("transform", f"translate({_num(dx)} {_num(dy)})" + (f" {own}" if own else ""))
+    elif name in _POSITIONS:
+        for key, delta in zip(_POSITIONS[name], (dx, dy)):
+            shape.set(key, _num((_length(shape.get(key)) or 0.0) + delta))
+    elif name == "line":
+        for key, delta in (("x1", dx), ("y1", dy), ("x2", dx), ("y2", dy)):
+            shape.set(key, _num((_length(shape.get(key)) or 0.0) + delta))
+    elif name in ("polygon", "polyline"):
+        values = [float(v) for v in _NUMBER.findall(shape.get("points", ""))]
+        shape.set("points", " ".join(_num(v + (dx, dy)[k % 2]) for k, v in enumerate(values)))
+    else:
+        shape.set("d", _shift_path(d, dx, dy))
+
+
+def _shift_path(d: str, dx: float, dy: float) -> str:
+    """A curve-or-line path (no arcs) with every absolute coordinate, and its first moveto, moved."""
+    out: list[str] = []
+    command, slot, seen = "", 0, 0
+    for token in _PATH_TOKEN.findall(d):
+        if token.isalpha():
+            command, slot = token, 0
+            out.append(token)
+            continue
+        value = float(token)
+        # The path's opening moveto is absolute even when written "m"; later relative ones are not.
+        axes = _ABSOLUTE.get(command) or ("xy" if command == "m" and seen < 2 else "")
+        if axes:
+            value += dx if axes[slot % len(axes)] == "x" else dy
+        slot += 1
+        seen += 1
+        text = _num(value) if axes else token
+        if out and not out[-1].isalpha() and not text.startswith("-"):
+            out.append(" ")
+        out.append(text)
+    return "".join(out)
+
+
+_TRANSFORM = re.compile(r"([a-zA-Z]+)\s*\(([^)]*)\)")
+
+
+def _scale(transform: str | None) -> float:
+    """The linear scale of an SVG ``transform`` (the root of its determinant's magnitude; 1 if none)."""
+    det = 1.0
+    for name, args in _TRANSFORM.findall(transform or ""):
+        values = [float(v) for v in re.findall(r"[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?", args)]
+        if name == "scale" and values:
+            det *= values[0] * (values[1] if len(values) > 1 else values[0])
+        elif name == "matrix" and len(values) == 6:
+            det *= values[0] * values[3] - values[1] * values[2]
+    return float(np.sqrt(abs(det))) or 1.0
+
+
+def _ancestor_scales(root: ET.Element) -> dict[int, float]:
+    """``id(element)`` -> the scale from its user space to the root's, for every container element."""
+    scales = {id(root): 1.0}
+
+    def walk(element: ET.Element, scale: float) -> None:
+        for child in element:
+            inner = scale * _scale(child.get("transform"))
+            scales[id(child)] = inner
+            walk(child, inner)
+
+    walk(root, 1.0)
+    return scales
 
 
 # hack classes ----------------------------------------------------------------------------------
@@ -251,6 +344,32 @@ def drawn_twice(svg: str, target: np.ndarray) -> str:
     root = _parse(svg)
     for child in [c for c in root if _local(c.tag) not in _NOT_DRAWN and _local(c.tag) not in {"title", "desc"}]:
         root.append(copy.deepcopy(child))
+    return _dump(root)
+
+
+NUDGE = 0.002  # share of the viewBox side the second copy of ``drawn_twice_nudged`` moves by
+_NUMBER = re.compile(r"[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
+
+
+def drawn_twice_nudged(svg: str, target: np.ndarray) -> str:
+    """``drawn_twice`` with every shape of the copy moved by 0.2% of the viewBox side: not an exact duplicate.
+
+    Positions (``x``, ``cx``, ``x1``, ..., ``points``, a path's first point) move; sizes, arcs and
+    relative segments do not, so the copy renders within a pixel of the original.
+    """
+    root = _parse(svg)
+    delta = NUDGE * max(viewbox(root)[2:])
+    for child in [c for c in root if _local(c.tag) not in _NOT_DRAWN and _local(c.tag) not in {"title", "desc"}]:
+        twin = copy.deepcopy(child)
+        for shape in twin.iter():
+            for key in ("x", "y", "cx", "cy", "x1", "y1", "x2", "y2"):
+                if (value := _length(shape.get(key))) is not None:
+                    shape.set(key, f"{value + delta:.6g}")
+            if shape.get("points"):
+                shape.set("points", _NUMBER.sub(lambda m: f"{float(m.group()) + delta:.6g}", shape.get("points", "")))
+            if shape.get("d"):
+                shape.set("d", _NUMBER.sub(lambda m: f"{float(m.group()) + delta:.6g}", shape.get("d", ""), count=2))
+        root.append(twin)
     return _dump(root)
 
 
@@ -473,6 +592,7 @@ IM2SVG_HACKS: tuple[Hack, ...] = (
     Hack("length_collapse", "the reference cut to half its length (trailing shapes dropped)", length_collapse),
     Hack("padding_4x", "the reference padded to 4x (comments, whitespace, metadata, <desc>, unused defs)", padding),
     Hack("drawn_twice", "the reference's drawing repeated on top of itself", drawn_twice),
+    Hack("drawn_twice_nudged", "the same, the copy's shapes moved by 0.2% of the side", drawn_twice_nudged),
     Hack("embedded_raster", "an <image> holding the target's own render", embedded_raster),
     Hack("embedded_raster_allow", "the same, scored with RLRF_EMBEDDED_RASTER=allow", embedded_raster, "allow"),
     Hack("grid_rects_16", "the target as 16x16 <rect> cells", _n(grid_rects, n=16)),

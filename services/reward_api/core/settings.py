@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     max_depth: int = Field(64, ge=2, description="Deeper nesting is rejected (too_deep).")
     embedded_raster: RasterPolicy = Field(
         "reject",
-        description="'reject': an <image> is a failure (pasting pixels is the hack). 'allow': score and flag it "
-        "where the reference has an <image> too (guards.py); elsewhere it is still rejected.",
+        description="'reject': an <image> is a failure (pasting pixels is the hack). 'allow': score and flag it; "
+        "where the reference has no <image>, the embedded_raster guard caps its credit (guards.py).",
     )
     max_data_uri_bytes: int = Field(512 * 1024, ge=0, description="Cap on one data:image URI.")
     max_raster_pixels: int = Field(2048 * 2048, ge=1, description="Cap on an embedded raster's decoded size.")

@@ -51,6 +51,8 @@ from services.reward_api.scoring import (
     Outcome,
     ReferenceRender,
     RenderJob,
+    failure_status,
+    is_blank,
     policy_limits,
     render_job,
     render_reference,
@@ -498,10 +500,7 @@ class Pipeline:
         return PreparedReference(key, canvas, (float(w), float(h)), None, self._is_blank(canvas))
 
     def _is_blank(self, canvas: Canvas) -> bool:
-        return canvas.ink_fraction < self.settings.blank_fraction
-
-
-_RENDER_FAILURES = {TaskTimeout: Status.render_timeout, TaskCrash: Status.render_crash}
+        return is_blank(canvas, self.settings.blank_fraction)
 
 
 def render_pool(settings: Settings) -> WorkerPool:
@@ -555,8 +554,8 @@ def _infrastructure_or_render_failure(
     failure: TaskFailure, penalty: float, components: dict[str, float]
 ) -> RolloutResult:
     """A renderer that hung or died is the SVG's fault; anything else is ours (reward null)."""
-    status = _RENDER_FAILURES.get(type(failure))
-    if status is not None:
+    status = failure_status(failure)
+    if status is not Status.error:
         return RolloutResult(
             reward=penalty, components=components, status=status, flags=[status.value], detail=str(failure)
         )

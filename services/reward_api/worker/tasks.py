@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery
 
+from services.reward_api import png
 from services.reward_api.components import Canvas
 from services.reward_api.core.settings import Settings
 from services.reward_api.models.scorer import FEATURES, ModelScorer
@@ -61,10 +62,10 @@ class WorkerState:
             if canvas is not None:
                 self._references.move_to_end(key)
         if canvas is None:
-            png = self.redis.get(REFERENCE_KEY.format(key))
-            if png is None:
+            stored = self.redis.get(REFERENCE_KEY.format(key))
+            if stored is None:
                 raise LookupError(f"reference {key[:12]} is not in Redis (expired or never stored)")
-            canvas = Canvas(wire.image_from_png(png))
+            canvas = Canvas(png.decode(stored))
             with self._lock:
                 self._references[key] = canvas
                 while len(self._references) > self.settings.reference_cache_size:
@@ -103,7 +104,7 @@ def make_worker_app(settings: Settings) -> tuple[Celery, WorkerState]:
             "status": rendered.status.value,
             "detail": rendered.detail,
             "intrinsic_size": list(rendered.intrinsic_size),
-            "png_b64": None if rendered.image is None else wire.b64(wire.image_to_png(rendered.image)),
+            "png_b64": None if rendered.image is None else wire.b64(png.encode(rendered.image)),
         }
 
     @app.task(name=EMBED)

@@ -12,6 +12,7 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from services.reward_api.core.errors import ConfigError, InputError, RewardError
 from services.reward_api.core.results import GroupResult
@@ -310,7 +311,7 @@ def parse_weights(items: list[str]) -> dict[str, float]:
     return weights
 
 
-def _settings(**given: object) -> Settings:
+def _settings(**given: Any) -> Settings:
     """Settings from the environment, with the options given on the command line on top."""
     return Settings(**{k: v for k, v in given.items() if v})
 

@@ -135,8 +135,15 @@ class LocalBackend:
         return result
 
     def score(
-        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob, *, deadline: float | None = None
+        self,
+        key: str | None,
+        reference: Canvas | None,
+        svgs: Sequence[str],
+        job: RenderJob,
+        *,
+        deadline: float | None = None,
     ) -> list[Outcome | TaskFailure]:
+        # key None (a CPU worker's text-only chunk): no reference context to keep on the workers
         return self.pool.run(partial(score_svg, job=job), svgs, context_key=key, context=reference, deadline=deadline)
 
 
@@ -238,18 +245,19 @@ class Pipeline:
             reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job, deadline=deadline
         )
         by_index = dict(zip(to_score, outcomes))
-        rendered = [i for i in to_score if isinstance(by_index[i], Outcome) and by_index[i].status is Status.ok]
+        ok_by_index = {i: o for i, o in by_index.items() if isinstance(o, Outcome) and o.status is Status.ok}
+        rendered = list(ok_by_index)  # in completion order
         scored = time.perf_counter()
 
         # Learned models and the judge see only the renders that succeeded. Their failures are ours:
         # the rollouts concerned get status error and reward null, never a score.
-        ok_outcomes = [by_index[i] for i in rendered]
+        ok_outcomes = list(ok_by_index.values())
         cand_features, ref_features, model_error = self._model_features(
             features, components, reference, request, ok_outcomes
         )
         verdicts: list[Any] = [None] * len(rendered)
         if judged:
-            verdicts = self._judge.judge(rubric, request, reference, [o.images["rgb"] for o in ok_outcomes])  # type: ignore[union-attr]
+            verdicts = self._judge.judge(rubric, request, reference, [o.images["rgb"] for o in ok_outcomes])
         extra = dict(zip(rendered, zip(range(len(rendered)), verdicts)))
         modelled = time.perf_counter()
 
@@ -387,10 +395,11 @@ class Pipeline:
             inputs: dict[str, list[Any]] = {}
             for f in missing:
                 kind = FEATURES[f].input
-                assert kind == "text" or reference.canvas is not None
-                inputs[f] = [
-                    text if kind == "text" else reference.canvas.edges if kind == "edges" else reference.canvas.image
-                ]  # type: ignore[union-attr]
+                if kind == "text":
+                    inputs[f] = [text]
+                    continue
+                assert reference.canvas is not None  # _check_reference: image features need an image reference
+                inputs[f] = [reference.canvas.edges if kind == "edges" else reference.canvas.image]
             embedded = self.backend.embed(inputs)
             with self._lock:
                 for f, k in missing.items():

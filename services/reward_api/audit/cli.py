@@ -31,7 +31,7 @@ reports Spearman(reward, SSIM) along the trajectory, the final SSIM, and writes 
 """
 
 
-def add_audit_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from services.reward_api.profiles import PROFILES
 
     audit = commands.add_parser(

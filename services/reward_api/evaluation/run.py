@@ -166,7 +166,7 @@ def _evaluate_chunk(
     ok = [key for key in ids if rows[key]["status"] == "ok"]
 
     # Image metrics: every ok row whose reference has an image.
-    with_image = [key for key in ok if ref_images.get(key) is not None]
+    with_image = [key for key in ok if key in ref_images]
     if with_image:
         pred = np.stack([pred_images[k] for k in with_image])
         ref = np.stack([ref_images[k] for k in with_image])
@@ -210,9 +210,9 @@ def _evaluate_chunk(
             ref_image, pred_image = ref_images.get(key), pred_images.get(key)
             diff = None if ref_image is None or pred_image is None else difference_image(pred_image, ref_image)
             report.renders[key] = (_png(ref_image), _png(pred_image), _png(diff))
-            shown = {}
-            if references[key].text:
-                shown["prompt"] = references[key].text
+            shown: dict[str, str] = {}
+            if prompt := references[key].text:
+                shown["prompt"] = prompt
             if key in predictions:  # the SVG it answered with, else the raw output (prose, a cut block)
                 shown["prediction"] = extractions[key].svg or predictions[key]
             report.texts[key] = shown
@@ -225,9 +225,9 @@ def _evaluate_chunk(
 
 def _reference_images(
     ids: Sequence[str], references: dict[str, Reference], sandbox: _Sandbox, task: Task, rows: dict[str, Row]
-) -> dict[str, np.ndarray | None]:
+) -> dict[str, np.ndarray]:
     """BGR canvases of the references that have an image; a reference that fails marks its row."""
-    images: dict[str, np.ndarray | None] = {}
+    images: dict[str, np.ndarray] = {}
     svg_keys = [k for k in ids if references[k].svg is not None]
     futures: list[Future[ReferenceRender]] = sandbox.pool.submit(
         sandbox.render_reference, [references[k].svg for k in svg_keys]
@@ -237,7 +237,8 @@ def _reference_images(
         if ref.svg is None and ref.image_b64 is not None:
             try:
                 prepared = sandbox.pipeline.prepare_reference(ReferenceIn(image_b64=ref.image_b64))
-                images[key] = prepared.canvas.image if prepared.canvas is not None else None
+                if prepared.canvas is not None:  # always, for an image reference
+                    images[key] = prepared.canvas.image
             except BadReferenceError as exc:
                 _fail(rows[key], "reference_error", str(exc))
     for key, future in zip(svg_keys, futures):

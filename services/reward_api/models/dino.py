@@ -34,7 +34,8 @@ class Dino:
         batch_size: images per forward pass.
     """
 
-    def __init__(self, model: torch.nn.Module, processor: Any, *, device: torch.device, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, processor: Any, *, device: torch.device, batch_size: int = 16) -> None:
+        # a transformers Dinov2Model (its forward returns an output object, which nn.Module's type hides)
         self.model = model
         self.processor = processor
         self.device = device

@@ -251,7 +251,7 @@ class CeleryBackend:
                     pass  # result_expires still removes them
             time.sleep(_POLL_S)
 
-    def _settle(self, task_id: str, value: bytes) -> bool:
+    def _settle(self, task_id: str, value: bytes | str) -> bool:
         """Resolve the task's future from its stored result; False while the task is not finished."""
         try:
             meta = self.app.backend.decode_result(value)

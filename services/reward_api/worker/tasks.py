@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 
@@ -65,7 +65,7 @@ class WorkerState:
             stored = self.redis.get(REFERENCE_KEY.format(key))
             if stored is None:
                 raise LookupError(f"reference {key[:12]} is not in Redis (expired or never stored)")
-            canvas = Canvas(png.decode(stored))
+            canvas = Canvas(png.decode(cast(bytes, stored)))  # the client does not decode responses: bytes
             with self._lock:
                 self._references[key] = canvas
                 while len(self._references) > self.settings.reference_cache_size:

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.reward_api.core.errors import ConfigError, InputError, RewardError
+from services.reward_api.cli_options import parse_weights
+from services.reward_api.core.errors import ConfigError, RewardError
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
@@ -293,22 +294,6 @@ def _score(args: argparse.Namespace) -> int:
     else:
         print(_table(result, [str(p) for p in args.candidates]))
     return 0
-
-
-def parse_weights(items: list[str]) -> dict[str, float]:
-    """``--weight NAME=NUMBER`` options as a weights mapping (shared by `rlrf score` and `rlrf audit`).
-
-    Raises:
-        InputError: an item is not ``NAME=NUMBER``.
-    """
-    weights = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise InputError(f"--weight expects NAME=NUMBER, got {item!r}") from None
-    return weights
 
 
 def _settings(**given: Any) -> Settings:

@@ -19,7 +19,6 @@ import hashlib
 import io
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -41,9 +40,11 @@ from services.reward_api.core.errors import (
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
+from services.reward_api.failures import failure_status
 from services.reward_api.guards import Structure, collapsed, structure
 from services.reward_api.guards import check as check_guards
 from services.reward_api.judging import JudgeStage
+from services.reward_api.lru import LRU
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
 from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout, WorkerPool
@@ -51,7 +52,6 @@ from services.reward_api.scoring import (
     Outcome,
     ReferenceRender,
     RenderJob,
-    failure_status,
     is_blank,
     policy_limits,
     render_job,
@@ -170,9 +170,9 @@ class Pipeline:
         check_settings(settings)
         self.settings = settings
         self.backend = backend
-        self._references: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._references: LRU[str, PreparedReference] = LRU(settings.reference_cache_size)
         self._preparing: dict[str, Future[PreparedReference]] = {}  # references being rendered now
-        self._features: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._features: LRU[tuple[str, str], np.ndarray] = LRU(settings.feature_cache_size)
         self._judge = JudgeStage(settings)
         self._lock = threading.Lock()
         self._limits = policy_limits(settings)
@@ -384,12 +384,7 @@ class Pipeline:
     ) -> dict[str, np.ndarray]:
         """The reference's features, embedded once per content hash and kept in an LRU."""
         keys = {f: _feature_key(reference, text, f) for f in wanted if FEATURES[f].input != "text" or text}
-        with self._lock:
-            found = {}
-            for f, k in keys.items():
-                if k in self._features:
-                    found[f] = self._features[k]
-                    self._features.move_to_end(k)
+        found = {f: v for f, k in keys.items() if (v := self._features.get(k)) is not None}
         missing = {f: k for f, k in keys.items() if f not in found}
         if missing:
             inputs: dict[str, list[Any]] = {}
@@ -401,11 +396,9 @@ class Pipeline:
                 assert reference.canvas is not None  # _check_reference: image features need an image reference
                 inputs[f] = [reference.canvas.edges if kind == "edges" else reference.canvas.image]
             embedded = self.backend.embed(inputs)
-            with self._lock:
-                for f, k in missing.items():
-                    found[f] = self._features[k] = embedded[f][0]
-                while len(self._features) > self.settings.feature_cache_size:
-                    self._features.popitem(last=False)
+            for f, k in missing.items():
+                found[f] = embedded[f][0]
+                self._features.put(k, found[f])
         return found
 
     def prepare_reference(self, reference: ReferenceIn, *, tokens: int | None = None) -> PreparedReference:
@@ -425,9 +418,7 @@ class Pipeline:
             cached = self._references.get(key)
             flight = self._preparing.get(key) if cached is None else None
             owner = cached is None and flight is None
-            if cached is not None:
-                self._references.move_to_end(key)
-            elif owner:
+            if owner:
                 flight = self._preparing[key] = Future()
         if owner:
             assert flight is not None
@@ -443,9 +434,7 @@ class Pipeline:
             else:
                 flight.set_result(cached)
                 with self._lock:
-                    self._references[key] = cached
-                    while len(self._references) > s.reference_cache_size:
-                        self._references.popitem(last=False)
+                    self._references.put(key, cached)
             finally:
                 with self._lock:
                     self._preparing.pop(key, None)

@@ -18,14 +18,11 @@ from services.reward_api.core.errors import RewardError
 from services.reward_api.core.results import Status
 from services.reward_api.core.settings import Settings
 from services.reward_api.guards import Structure, structure
-from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout
 from services.reward_api.svg.extract import extract_svg
 from services.reward_api.svg.policy import CheckedSvg, PolicyLimits, check_svg
 from services.reward_api.svg.render import RenderCrash, Renderer, RenderError, RenderLimitError, render
 
 TINY_FACTOR = 8  # a candidate declaring a size 8x smaller than the reference's is flagged
-# A renderer that hung or died on an SVG is the SVG's fault; every other task failure is ours.
-_RENDER_FAILURES: dict[type[TaskFailure], Status] = {TaskTimeout: Status.render_timeout, TaskCrash: Status.render_crash}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +92,6 @@ class ReferenceRender:
     intrinsic_size: tuple[float, float]
     status: Status
     detail: str | None = None
-
-
-def failure_status(failure: TaskFailure) -> Status:
-    """The status of an SVG whose task failed: ``render_timeout`` / ``render_crash`` (the SVG's fault:
-    the pool already retried it on a second worker), else ``error`` (ours: a stalled or lost worker,
-    a deadline, a closed pool).
-    """
-    return _RENDER_FAILURES.get(type(failure), Status.error)
 
 
 def is_blank(canvas: Canvas, blank_fraction: float) -> bool:

@@ -77,7 +77,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from services.reward_api.core.settings import Settings
 
     settings = Settings(**{k: v for k, v in {"size": args.size, "workers": args.workers}.items() if v})
-    from services.reward_api.cli import parse_weights
+    from services.reward_api.cli_options import parse_weights
 
     weights = parse_weights(args.weight)
     refs = audit_run.load_references(args.refs, args.limit)

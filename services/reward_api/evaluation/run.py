@@ -3,7 +3,7 @@
 Predictions are untrusted model output. Each is extracted (``extract_svg``) and rendered by the
 service's own sandboxed path (``WorkerPool`` running ``scoring.score_svg`` with the policy), so a
 hostile SVG comes back as a status, never as a crash or a file read. The service's own rules map
-a failed render to its status (``scoring.failure_status``), decide what is blank
+a failed render to its status (``failures.failure_status``), decide what is blank
 (``scoring.is_blank``) and call the judge (``judging.JudgeStage``). A sample whose prediction
 cannot be rendered is a failure in the ``status`` column and gets no metric values; the means are
 taken over the ``ok`` samples only and say over how many, next to the failure rate.
@@ -35,13 +35,13 @@ from services.reward_api.evaluation.inputs import Reference
 from services.reward_api.evaluation.metrics import Metrics
 from services.reward_api.evaluation.report import difference_image
 from services.reward_api.evaluation.summary import EvalReport, counts, means, primary_metric
+from services.reward_api.failures import failure_status
 from services.reward_api.image_metrics import code_efficiency, mean_squared_error, structural_similarity
 from services.reward_api.pipeline import LocalBackend, Pipeline, check_settings, render_pool
 from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout
 from services.reward_api.scoring import (
     Outcome,
     ReferenceRender,
-    failure_status,
     is_blank,
     render_job,
     render_reference,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import Any, cast
 
 from celery import Celery
@@ -21,6 +20,7 @@ from celery import Celery
 from services.reward_api import png
 from services.reward_api.components import Canvas
 from services.reward_api.core.settings import Settings
+from services.reward_api.lru import LRU
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.pipeline import LocalBackend, check_settings, render_pool
 from services.reward_api.sandbox import TaskFailure
@@ -44,7 +44,7 @@ class WorkerState:
         self.redis = redis_client(settings)
         self._lock = threading.Lock()
         self._backend: LocalBackend | None = None
-        self._references: OrderedDict[str, Canvas] = OrderedDict()
+        self._references: LRU[str, Canvas] = LRU(settings.reference_cache_size)
         self.models = ModelScorer(settings)
 
     @property
@@ -57,19 +57,13 @@ class WorkerState:
     def reference(self, key: str | None) -> Canvas | None:
         if key is None:  # a text-only group: nothing to compare canvases against
             return None
-        with self._lock:  # least recently used goes first: a hot reference stays while it is in use
-            canvas = self._references.get(key)
-            if canvas is not None:
-                self._references.move_to_end(key)
+        canvas = self._references.get(key)  # least recently used goes first: a hot reference stays in use
         if canvas is None:
             stored = self.redis.get(REFERENCE_KEY.format(key))
             if stored is None:
                 raise LookupError(f"reference {key[:12]} is not in Redis (expired or never stored)")
             canvas = Canvas(png.decode(cast(bytes, stored)))  # the client does not decode responses: bytes
-            with self._lock:
-                self._references[key] = canvas
-                while len(self._references) > self.settings.reference_cache_size:
-                    self._references.popitem(last=False)
+            self._references.put(key, canvas)
         return canvas
 
     def close(self) -> None:

@@ -60,7 +60,7 @@ def outcome_to_wire(outcome: Outcome | TaskFailure) -> dict[str, Any]:
 def outcome_from_wire(data: dict[str, Any]) -> Outcome | TaskFailure:
     if "failure" in data:
         return _FAILURES.get(data["failure"], TaskError)(data["detail"])
-    images = {kind: png.decode(unb64(png)) for kind, png in data.get("images", {}).items()}
+    images = {kind: png.decode(unb64(encoded)) for kind, encoded in data.get("images", {}).items()}
     return Outcome(Status(data["status"]), data["components"], data["flags"], data["detail"], images)
 
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import trainer
 
-    parser = TrlParser((RLRFArguments, GRPOConfig, ModelConfig))  # type: ignore[arg-type]  # TRL's hint: instances
+    parser = TrlParser((RLRFArguments, GRPOConfig, ModelConfig))  # type: ignore[arg-type]  # a NewType no class matches
     rlrf_args, config, model_args = parser.parse_args_and_config(args=argv)
     dataset = build_dataset(rlrf_args)
     rewards = trainer.get_component_rewards(

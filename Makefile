@@ -1,6 +1,6 @@
 # The two commands of the README. Each builds its own virtual environment on a fresh clone.
 #   make serve  run the reward service on its embedded default (http://127.0.0.1:8000/docs)
-#   make test   run the test suite
+#   make test   ruff, mypy, then the test suite
 #   make demo   score the bundled example candidates against their reference, on the command line
 PYTHON ?= python3
 VENV   ?= .venv
@@ -30,6 +30,7 @@ test: $(BIN)/.installed
 	# verl's and OpenRLHF's own venvs for tests/trainer (cached outside the checkout; minutes the first time).
 	PYTHON=$(PYTHON) bash scripts/trainer-venvs.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed

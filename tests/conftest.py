@@ -47,6 +47,18 @@ def model_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A random alexnet trunk for LPIPS and a tiny random DINOv2 directory (``rlrf eval``), built once."""
+    from tests.models._weights import make_dino_dir, make_lpips_backbone
+
+    root = tmp_path_factory.mktemp("eval-weights")
+    return {
+        "alex": make_lpips_backbone(root / "alexnet-owt-7be5be79.pth", "alex"),
+        "dino": make_dino_dir(root / "dinov2"),
+    }
+
+
+@pytest.fixture(scope="session")
 def model_settings(settings: Settings, model_weights: dict[str, Path]) -> Settings:
     """The session settings plus the tiny learned models."""
     return settings.model_copy(update=model_weights)

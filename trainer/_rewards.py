@@ -92,7 +92,7 @@ class _Service:
         except RewardServiceError as exc:
             log.warning("reward service unavailable (%s): no reward for %d completions", exc, len(slots))
             return [None] * len(slots)
-        if render:
+        if render and step is not None:
             self._next_render = step + self.render_every
             self.rendered = (step, [(g, a) for g, a in zip(groups, answers) if a.get("renders")])
         out: list[dict[str, Any] | None] = []

@@ -26,7 +26,7 @@ _TILE = 128  # the service's thumbnails are at most 128 px a side
 _CAPTION = 30
 
 
-class RenderLogCallback(TrainerCallback):  # type: ignore[misc]
+class RenderLogCallback(TrainerCallback):
     """Logs reference, rollout renders and their rewards, statuses and flags every N steps.
 
     Args:

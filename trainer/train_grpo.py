@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import trainer
 
-    parser = TrlParser((RLRFArguments, GRPOConfig, ModelConfig))
+    parser = TrlParser((RLRFArguments, GRPOConfig, ModelConfig))  # type: ignore[arg-type]  # a NewType no class matches
     rlrf_args, config, model_args = parser.parse_args_and_config(args=argv)
     dataset = build_dataset(rlrf_args)
     rewards = trainer.get_component_rewards(
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--reward_weights needs {len(rewards)} values, one per component {rlrf_args.components}")
     grpo = GRPOTrainer(
         model=model_args.model_name_or_path,
-        reward_funcs=rewards,
+        reward_funcs=rewards,  # type: ignore[arg-type]  # async rewards: TRL runs them, its hint says sync
         args=config,
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,8 +35,9 @@ ServiceDep = Annotated[JudgeService, Depends(get_service)]
 
 api = APIRouter(prefix="/v1", tags=["judging"], dependencies=[Depends(require_token)])
 _ERRORS = error_responses(400, 401, 422, 500, 503)
-_NOT_READY = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
-_PROMETHEUS = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
+_Responses = dict[int | str, dict[str, Any]]  # FastAPI's type of a route's extra responses
+_NOT_READY: _Responses = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
+_PROMETHEUS: _Responses = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
 operations = APIRouter(tags=["operations"])
 
 

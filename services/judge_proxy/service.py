@@ -102,7 +102,7 @@ class JudgeService:
         default = settings.default_backend
         if default is not None and default not in self.backends:
             raise ConfigError(f"default_backend {default!r} is not configured (configured: {sorted(self.backends)})")
-        self.default_backend = default or next(iter(self.backends), None)
+        self.default_backend: str | None = default or next(iter(self.backends), None)
 
     @classmethod
     def from_settings(cls, settings: JudgeSettings) -> JudgeService:
@@ -182,12 +182,12 @@ class JudgeService:
             await self.cache.put_many({k: v.model_dump(include={"score", "axes", "flags"}) for k, v in fresh.items()})
 
         results: list[Result] = []
-        for key, image in zip(keys, images):
-            if key is None:
+        for slot, image in zip(keys, images):
+            if slot is None:
                 assert isinstance(image, BadImageError)
                 results.append(JudgeError(error=f"invalid candidate image: {image}", retryable=False))
             else:
-                results.append(done[key])
+                results.append(done[slot])
         for result in results:
             self.metrics.results.labels(backend.name, rubric.name, result.status).inc()
         return JudgeResponse(

@@ -12,11 +12,14 @@ import base64
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from services.reward_api.cli_options import parse_weights
 from services.reward_api.core.errors import ConfigError, RewardError
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
+from services.reward_api.evaluation.cli import add_eval_parser
 from services.reward_api.profiles import PROFILES
 
 
@@ -170,8 +173,6 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--prompt", help="the prompt column's text")
     prepare.add_argument("--workers", type=int, default=2, help="render worker processes")
     prepare.set_defaults(func=_data_prepare)
-    from trainer.evaluate import add_eval_parser  # here, not at the top: trainer pulls in httpx
-
     add_eval_parser(commands)
     # rlrf audit: reward-hack audit and optimizer (services/reward_api/audit/cli.py)
     from services.reward_api.audit.cli import add_audit_parser
@@ -181,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
-    from trainer.data import DEFAULT_PROMPT, PrepareOptions, prepare
+    from services.reward_api.data import DEFAULT_PROMPT, PrepareOptions, prepare  # renderers: only when run
 
     options = PrepareOptions(
         size=args.size,
@@ -295,19 +296,7 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_weights(items: list[str]) -> dict[str, float]:
-    """``--weight NAME=NUMBER`` options as a weights mapping (shared by `rlrf score` and `rlrf audit`)."""
-    weights = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise SystemExit(f"rlrf: error: --weight expects NAME=NUMBER, got {item!r}") from None
-    return weights
-
-
-def _settings(**given: object) -> Settings:
+def _settings(**given: Any) -> Settings:
     """Settings from the environment, with the options given on the command line on top."""
     return Settings(**{k: v for k, v in given.items() if v})
 

@@ -383,7 +383,8 @@ def _rectilinear(
     a later subpath with an absolute ``L`` after a relative ``m`` count as not rectilinear.
     """
     tokens = _PATH_TOKEN.findall(part)
-    command, args, segments = "", [], 0
+    command, segments = "", 0
+    args: list[float] = []
     x, y = point if point is not None else (0.0, 0.0)
     known = point is not None
     start = (x, y)

@@ -13,7 +13,7 @@ conventions follow StarVector's metric code (``starvector/metrics``), which the 
   shorter than the reference.
 
 Window sums are OpenCV box filters over exact integer moments (no rounding until the final ratio):
-~4x faster than scikit-image per image and equal to it to ~1e-12 (``tests/eval/test_metrics.py``).
+~4x faster than scikit-image per image and equal to it to ~1e-12 (``tests/test_image_metrics.py``).
 """
 
 from __future__ import annotations

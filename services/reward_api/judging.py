@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
+from services.reward_api import png
 from services.reward_api.core.errors import BadReferenceError, UnavailableComponentError
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
@@ -65,23 +65,31 @@ class JudgeStage:
             raise BadReferenceError(f"judge rubric {rubric!r} needs {what}")
 
     def judge(self, rubric: str, request: ScoreRequest, reference: Any, images: list[np.ndarray]) -> list[Any]:
-        """One verdict (or ``JudgeError``, or a failure message) per render, in order.
+        """One verdict (or ``JudgeError``, or a failure message) per render of the group, in order."""
+        reference_png = png.encode(reference.canvas.image) if reference.canvas is not None else None
+        return self.verdicts(rubric, images, reference_png=reference_png, prompt=request.reference.text)
 
-        Sent in chunks of at most ``MAX_CANDIDATES`` (the proxy's cap per request).
+    def verdicts(
+        self, rubric: str, images: list[np.ndarray], *, reference_png: bytes | None = None, prompt: str | None = None
+    ) -> list[Any]:
+        """One verdict (or ``JudgeError``, or a failure message) per image, in order; read them with
+        ``failure``, ``score`` and ``flags``.
+
+        Sent in chunks of at most ``MAX_CANDIDATES`` (the proxy's cap per request). An unreachable
+        proxy is a failure message per image, never an exception.
         """
         from services.judge_proxy.client import JudgeUnavailable
         from services.judge_proxy.schemas import MAX_CANDIDATES
 
-        reference_png = _png(reference.canvas.image) if reference.canvas is not None else None
         out: list[Any] = []
         for start in range(0, len(images), MAX_CANDIDATES):
             chunk = images[start : start + MAX_CANDIDATES]
             try:
                 out += self.client.judge(
                     rubric,
-                    [_png(image) for image in chunk],
+                    [png.encode(image) for image in chunk],
                     reference_png=reference_png,
-                    prompt=request.reference.text,
+                    prompt=prompt,
                     backend=self.settings.judge_backend,
                 )
             except JudgeUnavailable as exc:
@@ -126,10 +134,3 @@ class JudgeStage:
     @staticmethod
     def flags(verdict: Any) -> list[str]:
         return [f"judge:{flag}" for flag in getattr(verdict, "flags", None) or []]
-
-
-def _png(image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError("could not encode a render as PNG")
-    return data.tobytes()

@@ -19,7 +19,6 @@ import hashlib
 import io
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -41,8 +40,10 @@ from services.reward_api.core.errors import (
 from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
+from services.reward_api.failures import failure_status
 from services.reward_api.guards import Structure, cap, collapsed, combined, shares, structure
 from services.reward_api.judging import JudgeStage
+from services.reward_api.lru import LRU
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
 from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout, WorkerPool
@@ -50,6 +51,7 @@ from services.reward_api.scoring import (
     Outcome,
     ReferenceRender,
     RenderJob,
+    is_blank,
     policy_limits,
     render_job,
     render_reference,
@@ -132,8 +134,15 @@ class LocalBackend:
         return result
 
     def score(
-        self, key: str, reference: Canvas | None, svgs: Sequence[str], job: RenderJob, *, deadline: float | None = None
+        self,
+        key: str | None,
+        reference: Canvas | None,
+        svgs: Sequence[str],
+        job: RenderJob,
+        *,
+        deadline: float | None = None,
     ) -> list[Outcome | TaskFailure]:
+        # key None (a CPU worker's text-only chunk): no reference context to keep on the workers
         return self.pool.run(partial(score_svg, job=job), svgs, context_key=key, context=reference, deadline=deadline)
 
 
@@ -160,9 +169,9 @@ class Pipeline:
         check_settings(settings)
         self.settings = settings
         self.backend = backend
-        self._references: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._references: LRU[str, PreparedReference] = LRU(settings.reference_cache_size)
         self._preparing: dict[str, Future[PreparedReference]] = {}  # references being rendered now
-        self._features: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._features: LRU[tuple[str, str], np.ndarray] = LRU(settings.feature_cache_size)
         self._judge = JudgeStage(settings)
         self._lock = threading.Lock()
         self._limits = policy_limits(settings)
@@ -235,18 +244,19 @@ class Pipeline:
             reference.key, reference.canvas, [extractions[i].svg or "" for i in to_score], job, deadline=deadline
         )
         by_index = dict(zip(to_score, outcomes))
-        rendered = [i for i in to_score if isinstance(by_index[i], Outcome) and by_index[i].status is Status.ok]
+        ok_by_index = {i: o for i, o in by_index.items() if isinstance(o, Outcome) and o.status is Status.ok}
+        rendered = list(ok_by_index)  # in completion order
         scored = time.perf_counter()
 
         # Learned models and the judge see only the renders that succeeded. Their failures are ours:
         # the rollouts concerned get status error and reward null, never a score.
-        ok_outcomes = [by_index[i] for i in rendered]
+        ok_outcomes = list(ok_by_index.values())
         cand_features, ref_features, model_error = self._model_features(
             features, components, reference, request, ok_outcomes
         )
         verdicts: list[Any] = [None] * len(rendered)
         if judged:
-            verdicts = self._judge.judge(rubric, request, reference, [o.images["rgb"] for o in ok_outcomes])  # type: ignore[union-attr]
+            verdicts = self._judge.judge(rubric, request, reference, [o.images["rgb"] for o in ok_outcomes])
         extra = dict(zip(rendered, zip(range(len(rendered)), verdicts)))
         modelled = time.perf_counter()
 
@@ -365,27 +375,21 @@ class Pipeline:
     ) -> dict[str, np.ndarray]:
         """The reference's features, embedded once per content hash and kept in an LRU."""
         keys = {f: _feature_key(reference, text, f) for f in wanted if FEATURES[f].input != "text" or text}
-        with self._lock:
-            found = {}
-            for f, k in keys.items():
-                if k in self._features:
-                    found[f] = self._features[k]
-                    self._features.move_to_end(k)
+        found = {f: v for f, k in keys.items() if (v := self._features.get(k)) is not None}
         missing = {f: k for f, k in keys.items() if f not in found}
         if missing:
             inputs: dict[str, list[Any]] = {}
             for f in missing:
                 kind = FEATURES[f].input
-                assert kind == "text" or reference.canvas is not None
-                inputs[f] = [
-                    text if kind == "text" else reference.canvas.edges if kind == "edges" else reference.canvas.image
-                ]  # type: ignore[union-attr]
+                if kind == "text":
+                    inputs[f] = [text]
+                    continue
+                assert reference.canvas is not None  # _check_reference: image features need an image reference
+                inputs[f] = [reference.canvas.edges if kind == "edges" else reference.canvas.image]
             embedded = self.backend.embed(inputs)
-            with self._lock:
-                for f, k in missing.items():
-                    found[f] = self._features[k] = embedded[f][0]
-                while len(self._features) > self.settings.feature_cache_size:
-                    self._features.popitem(last=False)
+            for f, k in missing.items():
+                found[f] = embedded[f][0]
+                self._features.put(k, found[f])
         return found
 
     def prepare_reference(self, reference: ReferenceIn, *, tokens: int | None = None) -> PreparedReference:
@@ -405,9 +409,7 @@ class Pipeline:
             cached = self._references.get(key)
             flight = self._preparing.get(key) if cached is None else None
             owner = cached is None and flight is None
-            if cached is not None:
-                self._references.move_to_end(key)
-            elif owner:
+            if owner:
                 flight = self._preparing[key] = Future()
         if owner:
             assert flight is not None
@@ -423,9 +425,7 @@ class Pipeline:
             else:
                 flight.set_result(cached)
                 with self._lock:
-                    self._references[key] = cached
-                    while len(self._references) > s.reference_cache_size:
-                        self._references.popitem(last=False)
+                    self._references.put(key, cached)
             finally:
                 with self._lock:
                     self._preparing.pop(key, None)
@@ -489,10 +489,7 @@ class Pipeline:
         return PreparedReference(key, canvas, (float(w), float(h)), None, self._is_blank(canvas))
 
     def _is_blank(self, canvas: Canvas) -> bool:
-        return canvas.ink_fraction < self.settings.blank_fraction
-
-
-_RENDER_FAILURES = {TaskTimeout: Status.render_timeout, TaskCrash: Status.render_crash}
+        return is_blank(canvas, self.settings.blank_fraction)
 
 
 def render_pool(settings: Settings) -> WorkerPool:
@@ -541,8 +538,8 @@ def _infrastructure_or_render_failure(
     failure: TaskFailure, penalty: float, components: dict[str, float]
 ) -> RolloutResult:
     """A renderer that hung or died is the SVG's fault; anything else is ours (reward null)."""
-    status = _RENDER_FAILURES.get(type(failure))
-    if status is not None:
+    status = failure_status(failure)
+    if status is not Status.error:
         return RolloutResult(
             reward=penalty, components=components, status=status, flags=[status.value], detail=str(failure)
         )

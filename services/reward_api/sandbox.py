@@ -115,7 +115,7 @@ class _Worker:
 _PRELOAD = ["cv2", "resvg", "cairosvg.parser", "cairosvg.surface", "services.reward_api.scoring"]
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> multiprocessing.context.ForkServerContext:
     """Workers fork from a clean *fork server* that has the renderers imported: a replacement is ready in
     milliseconds instead of the seconds a spawned interpreter spends importing (it matters after every
     timeout). The server is started by exec, not forked from us, so it holds none of our threads or locks."""

@@ -94,6 +94,11 @@ class ReferenceRender:
     detail: str | None = None
 
 
+def is_blank(canvas: Canvas, blank_fraction: float) -> bool:
+    """Whether a render has fewer non-white pixels than ``blank_fraction`` (``Settings.blank_fraction``)."""
+    return canvas.ink_fraction < blank_fraction
+
+
 def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
     """Check, render and score one candidate SVG against the prepared reference canvas.
 
@@ -121,7 +126,7 @@ def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
         return failure
     assert image is not None
     canvas = Canvas(image)
-    if canvas.ink_fraction < job.blank_fraction and not job.reference_blank:
+    if is_blank(canvas, job.blank_fraction) and not job.reference_blank:
         return Outcome(Status.blank, flags=[*flags, "blank"], detail=f"{canvas.ink_fraction:.2%} non-white pixels")
     candidate, ref = Sample(canvas), Sample(reference)
     components = {name: COMPONENTS[name].compute(candidate, ref) for name in job.image_components}

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from services.reward_api import png
 from services.reward_api.core.results import GroupResult
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
@@ -108,5 +109,4 @@ def data_url(image: np.ndarray | None, side: int = _THUMB) -> str | None:
     scale = side / max(h, w)
     if scale < 1:
         image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    ok, png = cv2.imencode(".png", image)
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii") if ok else None
+    return "data:image/png;base64," + base64.b64encode(png.encode(image)).decode("ascii")

@@ -32,7 +32,7 @@ reports Spearman(reward, SSIM) along the trajectory, the final SSIM, and writes 
 """
 
 
-def add_audit_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from services.reward_api.profiles import PROFILES
 
     audit = commands.add_parser(
@@ -78,7 +78,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from services.reward_api.core.settings import Settings
 
     settings = Settings(**{k: v for k, v in {"size": args.size, "workers": args.workers}.items() if v})
-    from services.reward_api.cli import parse_weights
+    from services.reward_api.cli_options import parse_weights
 
     weights = parse_weights(args.weight)
     refs = audit_run.load_references(args.refs, args.limit)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -550,7 +551,7 @@ def prompt_glyphs(prompt: str, size: int = 224, font_file: Path = FONT_FILE) -> 
 
 
 @lru_cache(maxsize=2)
-def _font(path: str) -> object:
+def _font(path: str) -> Any:  # a fontTools TTFont (untyped)
     from fontTools.ttLib import TTFont
 
     return TTFont(path)

@@ -109,7 +109,7 @@ def optimize(
         x0, 0.3, {"seed": seed + 1, "bounds": [0.0, 1.0], "verbose": -9, "maxiter": generations}
     )
     trajectory = Trajectory(name, profile if step is None else f"{profile}@{step}")
-    best = (-np.inf, None, None)  # reward, svg, render
+    best: tuple[float, str | None, np.ndarray | None] = (-np.inf, None, None)  # reward, svg, render
     marks = {round(v) for v in np.linspace(0, generations - 1, snapshots)}
     blank = np.full_like(target, 255)
     for generation in range(generations):

@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +264,7 @@ def _score(
     renders: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     request = ScoreRequest(
-        task=task,  # type: ignore[arg-type]
+        task=task,
         reference=reference,
         completions=[svg for _, svg in items],
         profile=profile,
@@ -371,8 +371,8 @@ def write_json(result: AuditResult, path: Path) -> None:
 
 
 def _default(value: object) -> object:
-    if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)  # type: ignore[arg-type]
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
     if isinstance(value, Counter):
         return dict(value)
     raise TypeError(type(value))

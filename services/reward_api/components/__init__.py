@@ -19,7 +19,8 @@ COMPONENTS: dict[str, Component] = {
     module.NAME: Component(
         module.NAME,
         module.compute,
-        *module.RANGE,
+        lower=module.RANGE[0],
+        upper=module.RANGE[1],
         stage=module.STAGE,
         features=getattr(module, "FEATURES", ()),
         reference_features=getattr(module, "REFERENCE_FEATURES", getattr(module, "FEATURES", ())),

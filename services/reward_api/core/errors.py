@@ -6,6 +6,7 @@
     ├── BadReferenceError       the group's reference cannot be prepared (caller's input)
     ├── BackendError            the render workers failed us (closed pool, a bug): not the input's fault
     ├── InvalidRequestError     a request that breaks the contract (mismatched list lengths, ...)
+    ├── InputError              a command's input files or options cannot be used (rlrf eval, data prepare)
     ├── UnknownProfileError     a profile or component name that does not exist
     ├── UnavailableComponentError  a component this server is not configured for (no weights, no judge)
     ├── OverloadedError         too many rollouts in flight: back-pressure (HTTP 429, Retry-After)
@@ -53,6 +54,12 @@ class UnavailableComponentError(RewardError):
 
 class InvalidRequestError(RewardError):
     """Raised for a request that is well-formed JSON but inconsistent."""
+
+    http_status = 422
+
+
+class InputError(RewardError):
+    """Raised for files or options given to a command that cannot be used: names the file and line."""
 
     http_status = 422
 

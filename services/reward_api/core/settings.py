@@ -147,28 +147,6 @@ class Settings(BaseSettings):
         0.05, ge=0, le=1, description="Alert when more than this share of recent rollouts got status error."
     )
 
-    # Evaluation metrics (`rlrf eval`, trainer/EVAL.md): local weight files only ---------------
-    # Unset paths leave their metric out of the report (said so in it), never a hub download or a 0.
-    lpips_backbone: Path | None = Field(
-        None,
-        description="torchvision ImageNet state dict of the LPIPS trunk (vgg16-397923af.pth or "
-        "alexnet-owt-7be5be79.pth; only its features.* keys are read). Unset: no LPIPS column.",
-    )
-    lpips_net: Literal["vgg", "alex"] = Field(
-        "vgg", description="LPIPS trunk; vgg as StarVector reports it. Its linear layers ship inside `lpips`."
-    )
-    lpips_inputs: Literal["standard", "starvector"] = Field(
-        "standard",
-        description="standard: images in [-1, 1] as lpips expects; starvector: ImageNet-normalised, "
-        "as StarVector's metric code feeds them (for comparing with its published numbers).",
-    )
-    dino_dir: Path | None = Field(
-        None,
-        description="DINOv2 directory in transformers' layout (config.json, model.safetensors, "
-        "preprocessor_config.json; StarVector uses facebook/dinov2-base). Unset: no DINO column.",
-    )
-    eval_batch_size: int = Field(16, ge=1, le=4096, description="Images per forward pass of the eval models.")
-
     # Scoring -------------------------------------------------------------------------------
     profile: str = Field("rlrf-im2svg", description="Default weight profile (see profiles.py).")
     blank_fraction: float = Field(0.005, ge=0, le=1, description="Renders with fewer non-white pixels are blank.")

@@ -11,6 +11,7 @@ the same reason.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ from services.reward_api.models.weights import require_file
 class Clip:
     """A loaded CLIP model: unit-length image and text embeddings in the same space."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: object, device: torch.device) -> None:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
+        # open_clip's CLIP and tokenizer: untyped (open_clip ships no type information)
         self.model = model
         self.tokenizer = tokenizer
         self.device = device

@@ -20,6 +20,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ _PATCH_LOCK = threading.Lock()
 class DreamSim:
     """A loaded DreamSim model: ``embed`` maps RGB images to normalised embeddings."""
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    def __init__(self, model: Any, device: torch.device) -> None:  # dreamsim's PerceptualModel (untyped)
         self.model = model
         self.device = device
 
@@ -79,7 +80,7 @@ def load_dreamsim(root: Path, kind: str = "ensemble", device: torch.device | str
 
 
 @contextlib.contextmanager
-def _backbones_from(extractor_cls: type, root: Path) -> Iterator[None]:
+def _backbones_from(extractor_cls: Any, root: Path) -> Iterator[None]:
     """Let DreamSim's ``ViTExtractor`` read backbones from ``root`` instead of torch.hub."""
     original = extractor_cls.__dict__["create_model"]
     extractor_cls.create_model = staticmethod(lambda model_type, load_dir=None: load_backbone(root, model_type))
@@ -89,8 +90,12 @@ def _backbones_from(extractor_cls: type, root: Path) -> Iterator[None]:
         extractor_cls.create_model = original
 
 
-def load_backbone(root: Path, model_type: str) -> nn.Module | tuple[nn.Module, torch.Tensor]:
-    """One DreamSim backbone from its file, as DreamSim's loaders build it (DINO-style ViT)."""
+def load_backbone(root: Path, model_type: str) -> Any:
+    """One DreamSim backbone from its file, as DreamSim's loaders build it (DINO-style ViT).
+
+    Returns:
+        The ViT (DINO), or the ViT and its projection (CLIP, open_clip); dreamsim's types are untyped.
+    """
     from dreamsim.feature_extraction.load_clip_as_dino import QuickGELU
 
     path = root / DREAMSIM_BACKBONE_FILES[model_type].relpath
@@ -112,7 +117,7 @@ def load_backbone(root: Path, model_type: str) -> nn.Module | tuple[nn.Module, t
     return vit, proj
 
 
-def _vit_like(state: dict[str, torch.Tensor], *, eps: float) -> nn.Module:
+def _vit_like(state: dict[str, torch.Tensor], *, eps: float) -> Any:
     """DreamSim's ``VisionTransformer`` with the sizes of ``state`` (ViT-B/16 for the real files).
 
     Head count is not stored in a checkpoint: it is ``embed_dim // 64``, as in every ViT DreamSim uses.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.reward_api.core.errors import ConfigError
 from services.reward_api.core.settings import Settings
 from services.reward_api.models.weights import DINO_VITB16_URL, DREAMSIM_BACKBONE_FILES, DREAMSIM_LAYOUTS
 
@@ -59,7 +60,7 @@ def fetch(settings: Settings, clip_tag: str) -> None:
         cfg = get_pretrained_cfg(settings.clip_model, clip_tag)
         if not cfg:
             tags = open_clip.list_pretrained_tags_by_model(settings.clip_model)
-            raise SystemExit(f"rlrf: error: no open_clip weights {settings.clip_model}/{clip_tag}; tags: {tags}")
+            raise ConfigError(f"no open_clip weights {settings.clip_model}/{clip_tag}; tags: {tags}")
         with tempfile.TemporaryDirectory() as tmp:
             downloaded = download_pretrained(cfg, cache_dir=tmp)
             settings.clip_checkpoint.parent.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,5 @@ def require_file(path: Path, *, model: str, setting: str, source: str, fix: str 
 
 
 _FIX = "Run `rlrf models fetch` on a machine with internet access and copy the files, or fix the setting."
+# The eval-only models (LPIPS, DINO) are not fetched by `rlrf models fetch`.
+EVAL_FIX = "Download it on a machine with internet access (docs/EVAL.md, 'Weights') and copy it here."

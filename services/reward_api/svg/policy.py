@@ -122,7 +122,7 @@ def check_svg(
         data = svg.encode("utf-8") if isinstance(svg, str) else bytes(svg)
         if isinstance(svg, bytes):
             svg.decode("utf-8")
-    except UnicodeError as exc:
+    except (UnicodeEncodeError, UnicodeDecodeError) as exc:  # lone surrogates, or bytes that are not UTF-8
         return CheckedSvg(Status.parse_error, ["encoding"], f"not valid UTF-8: {exc.reason}")
     if len(data) > limits.max_svg_bytes:
         return CheckedSvg(Status.rejected, ["too_large"], f"{len(data)} bytes > {limits.max_svg_bytes}")

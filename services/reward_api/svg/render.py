@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -38,6 +39,9 @@ import pyspng
 from services.reward_api.core.errors import ConfigError
 from services.reward_api.core.settings import Renderer
 from services.reward_api.svg.policy import decode_data_uri
+
+if TYPE_CHECKING:
+    import resvg
 
 _TRANSPARENT, _WHITE = (0, 0, 0, 0), (255, 255, 255, 255)
 _BACKDROP = ("blend-mode", "BackgroundImage", "BackgroundAlpha")  # what reads the backdrop
@@ -77,7 +81,7 @@ def render(
 
 
 @lru_cache(maxsize=4)
-def _resvg_options(font_file: str, font_family: str) -> object:
+def _resvg_options(font_file: str, font_family: str) -> resvg.usvg.Options:
     import resvg
 
     if not Path(font_file).is_file():  # our setup, not the SVG: must surface as an error, never a score
@@ -172,7 +176,9 @@ def _render_cairosvg(document: str, width: int, height: int, transparent: bool) 
     h, w, stride = cairo_surface.get_height(), cairo_surface.get_width(), cairo_surface.get_stride()
     # ARGB32 is premultiplied B, G, R, A in memory on little-endian machines: on white, c + (255 - a).
     pixels = np.frombuffer(cairo_surface.get_data(), np.uint8).reshape(h, stride)[:, : w * 4].reshape(h, w, 4)
-    image = pixels[:, :, :3] + (255 - pixels[:, :, 3:]) if transparent else np.ascontiguousarray(pixels[:, :, :3])
+    image: np.ndarray = (
+        pixels[:, :, :3] + (255 - pixels[:, :, 3:]) if transparent else np.ascontiguousarray(pixels[:, :, :3])
+    )
     if h > height or w > width:  # cairosvg rounds the root size on its own
         image = cv2.resize(image, (min(w, width), min(h, height)), interpolation=cv2.INTER_AREA)
     return _place(image, width, height)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from services.reward_api import png
 from services.reward_api.components import Canvas
 from services.reward_api.core.errors import BackendError
 from services.reward_api.core.results import Status
@@ -103,7 +104,7 @@ class CeleryBackend:
             failure = wire.outcome_from_wire(data)
             assert isinstance(failure, TaskFailure)
             return failure
-        image = None if data["png_b64"] is None else wire.image_from_png(wire.unb64(data["png_b64"]))
+        image = None if data["png_b64"] is None else png.decode(wire.unb64(data["png_b64"]))
         return ReferenceRender(image, tuple(data["intrinsic_size"]), Status(data["status"]), data["detail"])
 
     def score(
@@ -113,7 +114,7 @@ class CeleryBackend:
             return []
         deadline = self._deadline(deadline)
         # Workers fetch the canvas by key, once each: tasks stay small. It is stored again before any resend.
-        stored = {} if reference is None else {REFERENCE_KEY.format(key): wire.image_to_png(reference.image)}
+        stored = {} if reference is None else {REFERENCE_KEY.format(key): png.encode(reference.image)}
         reference_key = key if reference is not None else None
         size = self.settings.celery_chunk_size
         chunks = [list(svgs[i : i + size]) for i in range(0, len(svgs), size)]
@@ -284,7 +285,7 @@ class CeleryBackend:
         if pubsub is not None:
             pubsub.close()
 
-    def _settle(self, task_id: str, value: bytes) -> bool:
+    def _settle(self, task_id: str, value: bytes | str) -> bool:
         """Resolve the task's future from its stored result; False while the task is not finished."""
         try:
             meta = self.app.backend.decode_result(value)

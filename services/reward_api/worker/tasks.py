@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 
+from services.reward_api import png
 from services.reward_api.components import Canvas
 from services.reward_api.core.settings import Settings
+from services.reward_api.lru import LRU
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.pipeline import LocalBackend, check_settings, render_pool
 from services.reward_api.sandbox import TaskFailure
@@ -43,7 +44,7 @@ class WorkerState:
         self.redis = redis_client(settings)
         self._lock = threading.Lock()
         self._backend: LocalBackend | None = None
-        self._references: OrderedDict[str, Canvas] = OrderedDict()
+        self._references: LRU[str, Canvas] = LRU(settings.reference_cache_size)
         self.models = ModelScorer(settings)
 
     @property
@@ -56,19 +57,13 @@ class WorkerState:
     def reference(self, key: str | None) -> Canvas | None:
         if key is None:  # a text-only group: nothing to compare canvases against
             return None
-        with self._lock:  # least recently used goes first: a hot reference stays while it is in use
-            canvas = self._references.get(key)
-            if canvas is not None:
-                self._references.move_to_end(key)
+        canvas = self._references.get(key)  # least recently used goes first: a hot reference stays in use
         if canvas is None:
-            png = self.redis.get(REFERENCE_KEY.format(key))
-            if png is None:
+            stored = self.redis.get(REFERENCE_KEY.format(key))
+            if stored is None:
                 raise LookupError(f"reference {key[:12]} is not in Redis (expired or never stored)")
-            canvas = Canvas(wire.image_from_png(png))
-            with self._lock:
-                self._references[key] = canvas
-                while len(self._references) > self.settings.reference_cache_size:
-                    self._references.popitem(last=False)
+            canvas = Canvas(png.decode(cast(bytes, stored)))  # the client does not decode responses: bytes
+            self._references.put(key, canvas)
         return canvas
 
     def close(self) -> None:
@@ -103,7 +98,7 @@ def make_worker_app(settings: Settings) -> tuple[Celery, WorkerState]:
             "status": rendered.status.value,
             "detail": rendered.detail,
             "intrinsic_size": list(rendered.intrinsic_size),
-            "png_b64": None if rendered.image is None else wire.b64(wire.image_to_png(rendered.image)),
+            "png_b64": None if rendered.image is None else wire.b64(png.encode(rendered.image)),
         }
 
     @app.task(name=EMBED)

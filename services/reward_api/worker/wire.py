@@ -12,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from services.reward_api import png
 from services.reward_api.core.results import Status
 from services.reward_api.sandbox import TaskCrash, TaskDeadline, TaskError, TaskFailure, TaskStalled, TaskTimeout
 from services.reward_api.scoring import Outcome, RenderJob
@@ -53,43 +53,28 @@ def outcome_to_wire(outcome: Outcome | TaskFailure) -> dict[str, Any]:
         "components": outcome.components,
         "flags": outcome.flags,
         "detail": outcome.detail,
-        "images": {kind: b64(image_to_png(image)) for kind, image in outcome.images.items()},
+        "images": {kind: b64(png.encode(image)) for kind, image in outcome.images.items()},
     }
 
 
 def outcome_from_wire(data: dict[str, Any]) -> Outcome | TaskFailure:
     if "failure" in data:
         return _FAILURES.get(data["failure"], TaskError)(data["detail"])
-    images = {kind: image_from_png(unb64(png)) for kind, png in data.get("images", {}).items()}
+    images = {kind: png.decode(unb64(encoded)) for kind, encoded in data.get("images", {}).items()}
     return Outcome(Status(data["status"]), data["components"], data["flags"], data["detail"], images)
-
-
-def image_to_png(image: np.ndarray) -> bytes:
-    ok, png = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError("could not encode the reference canvas")
-    return png.tobytes()
-
-
-def image_from_png(png: bytes) -> np.ndarray:
-    """A PNG written by ``image_to_png``: BGR canvases stay BGR, single-channel edge maps stay 2-D."""
-    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("undecodable reference canvas")
-    return image
 
 
 def inputs_to_wire(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[str]]:
     """Model inputs: canvas arrays as PNG (lossless, ~10x smaller than raw for renders), texts as is."""
     return {
-        feature: [item if isinstance(item, str) else b64(image_to_png(item)) for item in items]
+        feature: [item if isinstance(item, str) else b64(png.encode(item)) for item in items]
         for feature, items in inputs.items()
     }
 
 
 def inputs_from_wire(data: dict[str, list[str]], texts: Collection[str]) -> dict[str, list[Any]]:
     return {
-        feature: list(items) if feature in texts else [image_from_png(unb64(item)) for item in items]
+        feature: list(items) if feature in texts else [png.decode(unb64(item)) for item in items]
         for feature, items in data.items()
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio.to_thread
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,8 +19,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-_NOT_READY = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
-_PROMETHEUS = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
+_Responses = dict[int | str, dict[str, Any]]  # FastAPI's type of a route's extra responses
+_NOT_READY: _Responses = {503: {"description": "Not ready: the same body, with status 'not ready'."}}
+_PROMETHEUS: _Responses = {200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}}
 
 
 @router.get("/readyz", responses=_NOT_READY)

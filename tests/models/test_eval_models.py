@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from services.reward_api.core.errors import ConfigError, MissingWeightsError
 from services.reward_api.core.settings import Settings
+from services.reward_api.models.dino import load_dino
+from services.reward_api.models.lpips import load_lpips
 from tests.conftest import svg_dev_files
-from tests.eval._weights import make_lpips_backbone
-from trainer.learned_metrics import load_dino, load_lpips
+from tests.models._weights import make_lpips_backbone
 
 lpips = pytest.importorskip("lpips")
 

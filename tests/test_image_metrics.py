@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from services.reward_api.core.settings import Settings
+from services.reward_api.image_metrics import code_efficiency, mean_squared_error, structural_similarity
 from services.reward_api.scoring import render_job, render_reference
 from services.reward_api.svg.policy import PolicyLimits
 from tests.conftest import svg_dev_files
-from trainer.metrics import code_efficiency, mean_squared_error, structural_similarity
 
 skimage_metrics = pytest.importorskip("skimage.metrics", reason="scikit-image (the dev extra) is the reference")
 sk_mse = skimage_metrics.mean_squared_error

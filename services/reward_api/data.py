@@ -22,13 +22,21 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+
+from services.reward_api import png
+from services.reward_api.components.length import char_length
+from services.reward_api.core.errors import InputError, RewardError
+from services.reward_api.core.schemas import ReferenceIn
+from services.reward_api.core.settings import Settings
+from services.reward_api.pipeline import Pipeline
+
+__all__ = ["DEFAULT_PROMPT", "PrepareOptions", "Summary", "colour_entropy", "prepare", "read_svgs"]
 
 DEFAULT_PROMPT = "Generate the SVG code that renders exactly this image."
 _RASTER = re.compile(r"<(?:\w+:)?image\b|data:image/", re.I)
@@ -36,6 +44,8 @@ _RASTER = re.compile(r"<(?:\w+:)?image\b|data:image/", re.I)
 
 @dataclass
 class PrepareOptions:
+    """The filters and the output's prompt (``rlrf data prepare``'s options)."""
+
     size: int = 224
     max_tokens: int = 8192
     min_tokens: int = 0
@@ -48,6 +58,8 @@ class PrepareOptions:
 
 @dataclass
 class Summary:
+    """How many SVGs were read and kept, and why the others were dropped."""
+
     seen: int = 0
     kept: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
@@ -66,7 +78,11 @@ def colour_entropy(image: np.ndarray, bins: int = 8) -> float:
 
 
 def read_svgs(source: Path, column: str) -> Iterator[tuple[str, str]]:
-    """(source id, SVG text) from a folder of .svg files or a dataset saved with ``save_to_disk``."""
+    """(source id, SVG text) from a folder of .svg files or a dataset saved with ``save_to_disk``.
+
+    Raises:
+        InputError: ``source`` is neither, or the dataset has no ``column``.
+    """
     if source.is_dir() and ((source / "dataset_info.json").exists() or (source / "dataset_dict.json").exists()):
         from datasets import load_from_disk
 
@@ -74,23 +90,25 @@ def read_svgs(source: Path, column: str) -> Iterator[tuple[str, str]]:
         if hasattr(dataset, "keys"):  # a DatasetDict: take the train split, else the first
             dataset = dataset["train"] if "train" in dataset else dataset[next(iter(dataset.keys()))]
         if column not in dataset.column_names:
-            raise SystemExit(f"rlrf: error: {source} has no column {column!r} (columns: {dataset.column_names})")
+            raise InputError(f"{source} has no column {column!r} (columns: {dataset.column_names})")
         for index, row in enumerate(dataset):
             yield f"{source.name}[{index}]", row[column]
     elif source.is_dir():
         for path in sorted(source.rglob("*.svg")):
             yield str(path.relative_to(source)), path.read_text(encoding="utf-8", errors="replace")
     else:
-        raise SystemExit(f"rlrf: error: {source} is neither a folder of .svg files nor a saved dataset")
+        raise InputError(f"{source} is neither a folder of .svg files nor a saved dataset")
 
 
 def prepare(source: Path, output: Path, options: PrepareOptions, *, progress: bool = True) -> Summary:
-    """Render, count, filter and save; returns the counts (also written to ``output/summary.json``)."""
+    """Render, count, filter and save; returns the counts (also written to ``output/summary.json``).
+
+    Raises:
+        InputError: ``source`` cannot be read (see ``read_svgs``).
+        ConfigError: a missing font or tokenizer.
+    """
     from datasets import Dataset, Features, Image, Value
     from tqdm import tqdm
-
-    from services.reward_api.core.settings import Settings
-    from services.reward_api.pipeline import Pipeline
 
     count = _token_counter(options.tokenizer)
     rows: list[dict[str, Any]] = []
@@ -120,10 +138,9 @@ def prepare(source: Path, output: Path, options: PrepareOptions, *, progress: bo
     return summary
 
 
-def _one(pipeline: Any, name: str, svg: str, options: PrepareOptions, count: Any) -> tuple[str | None, dict[str, Any]]:
-    from services.reward_api.core.errors import RewardError
-    from services.reward_api.core.schemas import ReferenceIn
-
+def _one(
+    pipeline: Pipeline, name: str, svg: str, options: PrepareOptions, count: Callable[[str], int]
+) -> tuple[str | None, dict[str, Any]]:
     if _RASTER.search(svg):
         return "embedded_raster", {}
     tokens = count(svg)
@@ -137,15 +154,16 @@ def _one(pipeline: Any, name: str, svg: str, options: PrepareOptions, count: Any
         return "broken", {}
     if prepared.blank:
         return "blank", {}
+    assert prepared.canvas is not None  # an SVG reference always has one
     if colour_entropy(prepared.canvas.image) < options.min_entropy:
         return "low_entropy", {}
-    png = cv2.imencode(".png", prepared.canvas.image)[1].tobytes()  # the canvas is BGR, as imencode expects
-    return None, {"prompt": options.prompt, "svg": svg, "image": {"bytes": png}, "svg_tokens": tokens, "source": name}
+    image = png.encode(prepared.canvas.image)  # the canvas is BGR, as the encoder expects
+    return None, {"prompt": options.prompt, "svg": svg, "image": {"bytes": image}, "svg_tokens": tokens, "source": name}
 
 
-def _token_counter(tokenizer: str | None) -> Any:
+def _token_counter(tokenizer: str | None) -> Callable[[str], int]:
     if tokenizer is None:
-        return lambda text: math.ceil(len(" ".join(text.split())) / 4)  # ~4 characters per SVG token
+        return lambda text: math.ceil(char_length(text) / 4)  # ~4 characters per SVG token
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer, local_files_only=True)

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from services.reward_api.core.errors import MissingWeightsError
+from services.reward_api.core.errors import InputError, MissingWeightsError
+from services.reward_api.evaluation.cli import add_eval_parser, run_eval
+from services.reward_api.evaluation.inputs import read_predictions, read_references
 from tests import _hostile as h
 from tests.conftest import svg_dev_files
-from trainer.evaluate import add_eval_parser, read_predictions, read_references, run_eval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -306,7 +307,7 @@ def test_missing_weights_fail_before_rendering_and_name_the_file(corpus: dict[st
     missing = tmp_path / "vgg16-397923af.pth"
     with pytest.raises(MissingWeightsError, match=r"vgg16-397923af\.pth"):
         _run("--pred", str(corpus["pred"]), "--ref", str(corpus["ref"]), "--lpips-backbone", str(missing))
-    with pytest.raises(SystemExit, match="--sort-by lpips: not a column"):
+    with pytest.raises(InputError, match="--sort-by lpips: not a column"):
         _run("--pred", str(corpus["pred"]), "--ref", str(corpus["ref"]), "--sort-by", "lpips")
 
 
@@ -319,7 +320,7 @@ def test_input_pairing_rules(tmp_path: Path) -> None:
     assert sorted(read_predictions(folder)) == ["a", "b"]
     assert "\udcff" in read_predictions(folder)["b"]
     (folder / "a.txt").write_text("again")
-    with pytest.raises(SystemExit, match="two predictions for 'a'"):
+    with pytest.raises(InputError, match="two predictions for 'a'"):
         read_predictions(folder)
 
     refs = tmp_path / "ref"
@@ -332,11 +333,11 @@ def test_input_pairing_rules(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": 1, "svg": "<svg/>"}\n\n{"svg": "<svg/>"}\n')
-    with pytest.raises(SystemExit, match=r"bad\.jsonl:3: every row needs an 'id'"):
+    with pytest.raises(InputError, match=r"bad\.jsonl:3: every row needs an 'id'"):
         read_predictions(bad)
     bad.write_text('{"id": 1, "svg": "<svg/>"}\n{"id": "1", "completion": "x"}\n')
-    with pytest.raises(SystemExit, match=r"bad\.jsonl:2: duplicate id '1'"):
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: duplicate id '1'"):
         read_predictions(bad)
     bad.write_text('{"id": 1, "caption": "x"}\n')
-    with pytest.raises(SystemExit, match="needs 'svg', 'image_b64' or 'text'"):
+    with pytest.raises(InputError, match="needs 'svg', 'image_b64' or 'text'"):
         read_references(bad)

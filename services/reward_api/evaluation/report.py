@@ -20,14 +20,13 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainer.metrics import HIGHER_IS_BETTER
+import cv2
+import numpy as np
 
-if TYPE_CHECKING:
-    import numpy as np
-
-    from trainer.evaluate import EvalReport
+from services.reward_api.evaluation.summary import MODEL_FAILURES, EvalReport, format_value, summary_line
+from services.reward_api.image_metrics import HIGHER_IS_BETTER
 
 __all__ = ["difference_image", "order_rows", "render_html", "write_html"]
 
@@ -58,9 +57,6 @@ pre { max-width: 60em; max-height: 20em; overflow: auto; background: #f8f8f8; pa
 
 def difference_image(prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Where two BGR canvases differ: the reference faded to light grey, differences in red by magnitude."""
-    import cv2
-    import numpy as np
-
     gray = cv2.cvtColor(reference, cv2.COLOR_BGR2GRAY).astype(np.float32)
     base = 255.0 - 0.25 * (255.0 - gray)  # faint reference for orientation
     alpha = np.abs(prediction.astype(np.int16) - reference.astype(np.int16)).max(axis=2).astype(np.float32) / 255.0
@@ -74,8 +70,6 @@ def difference_image(prediction: np.ndarray, reference: np.ndarray) -> np.ndarra
 
 def order_rows(rows: list[dict[str, Any]], primary: str | None) -> list[dict[str, Any]]:
     """Failures, then ``ok`` rows worst first by ``primary`` (missing values first), then unscored rows."""
-    from trainer.evaluate import MODEL_FAILURES
-
     direction = HIGHER_IS_BETTER.get(primary or "")
 
     def badness(value: float) -> float:
@@ -123,8 +117,6 @@ def write_html(report: EvalReport, path: Path) -> None:
 
 
 def _header(report: EvalReport, primary: str | None, columns: list[str]) -> str:
-    from trainer.evaluate import format_value, summary_line
-
     meta = report.metadata
     direction = {True: " (higher is better)", False: " (lower is better)", None: " (furthest from 0 first)"}[
         HIGHER_IS_BETTER.get(primary or "")
@@ -156,8 +148,6 @@ def _header(report: EvalReport, primary: str | None, columns: list[str]) -> str:
 
 
 def _sample(rank: int, row: dict[str, Any], report: EvalReport, primary: str | None, columns: list[str]) -> str:
-    from trainer.evaluate import MODEL_FAILURES, format_value
-
     key = row["id"]
     status = row["status"]
     kind = "ok" if status == "ok" else "failure" if status in MODEL_FAILURES else "unscored"

@@ -1,40 +1,31 @@
-"""LPIPS and DINO for ``rlrf eval``, loaded from local files only, scored in batches.
+"""LPIPS for ``rlrf eval``, from local files only, scored in batches.
 
 Nothing here downloads. ``lpips`` would fetch its torchvision trunk from the internet; we build it
 with a random trunk instead (``pnet_rand=True``: no download), load the trunk from the torchvision
 ImageNet state dict that ``lpips_backbone`` points at, and keep the linear layers that ship inside
-the ``lpips`` package. DINOv2 is a transformers directory (``AutoModel`` and ``AutoImageProcessor``
-with ``local_files_only``), as StarVector loads ``facebook/dinov2-base`` from the hub.
+the ``lpips`` package.
 
-Conventions (StarVector's ``starvector/metrics``, which the RLRF paper reports):
-
-* **LPIPS** v0.1, ``net="vgg"`` by default. ``inputs="standard"`` feeds ``[-1, 1]`` images, as the
-  library expects. StarVector feeds ImageNet-normalised tensors instead (then lpips's own scaling
-  layer runs on top of them); ``inputs="starvector"`` reproduces that for comparisons with its
-  published numbers. Lower is better; 0 for identical images.
-* **DINO score**: the image processor of the directory (DINOv2: resize the short side to 256,
-  centre crop 224, ImageNet normalisation), the mean of ``last_hidden_state`` over all tokens (CLS
-  and patches), then ``(cos + 1) / 2`` of the two embeddings. Higher is better; 1 for identical images.
-
-Both run in float32 on every device (no autocast), so a number does not depend on the GPU's precision.
+Convention (StarVector's ``starvector/metrics``, which the RLRF paper reports): LPIPS v0.1,
+``net="vgg"`` by default. ``inputs="standard"`` feeds ``[-1, 1]`` images, as the library expects.
+StarVector feeds ImageNet-normalised tensors instead (then lpips's own scaling layer runs on top of
+them); ``inputs="starvector"`` reproduces that for comparisons with its published numbers. Lower is
+better; 0 for identical images. Runs in float32 on every device (no autocast), so a number does not
+depend on the GPU's precision.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from services.reward_api.core.errors import ConfigError
-from services.reward_api.models.weights import WeightFile, require, require_file
+from services.reward_api.models.weights import EVAL_FIX, require_file
 
-_EVAL_FIX = "Download it on a machine with internet access (trainer/EVAL.md, 'Weights') and copy it here."
-
-__all__ = ["LPIPS_BACKBONE_URLS", "Dino", "Lpips", "load_dino", "load_lpips"]
+__all__ = ["LPIPS_BACKBONE_URLS", "Lpips", "LpipsInputs", "LpipsNet", "load_lpips"]
 
 LpipsNet = Literal["vgg", "alex"]
 LpipsInputs = Literal["standard", "starvector"]
@@ -44,7 +35,6 @@ LPIPS_BACKBONE_URLS: dict[str, str] = {
     "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
     "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
 }
-DINO_SOURCE = "a DINOv2 checkpoint directory, e.g. `huggingface-cli download facebook/dinov2-base`"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -92,42 +82,6 @@ class Lpips:
         return x.mul_(2.0).sub_(1.0)  # lpips's documented input range
 
 
-class Dino:
-    """DINO-score features: mean-pooled ``last_hidden_state`` of a DINOv2 model.
-
-    Args:
-        model: a transformers vision model (``Dinov2Model``).
-        processor: the directory's image processor.
-        device: where ``model`` lives.
-        batch_size: images per forward pass.
-    """
-
-    def __init__(self, model: torch.nn.Module, processor: Any, *, device: torch.device, batch_size: int = 16) -> None:
-        self.model = model
-        self.processor = processor
-        self.device = device
-        self.batch_size = batch_size
-
-    @torch.inference_mode()
-    def embed(self, images: np.ndarray) -> torch.Tensor:
-        """``(N, D)`` float32 features of RGB uint8 ``(N, H, W, 3)`` images (on the CPU)."""
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [np.ascontiguousarray(image) for image in images[start : start + self.batch_size]]
-            pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device)
-            hidden = self.model(pixel_values=pixels).last_hidden_state
-            out.append(hidden.mean(dim=1).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, 0)
-
-    def score(self, prediction: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        """``(N,)`` DINO score ``(cos + 1) / 2`` of RGB uint8 pairs (higher: more alike)."""
-        if prediction.shape != reference.shape:
-            raise ValueError(f"shapes differ: {prediction.shape} vs {reference.shape}")
-        features = self.embed(np.concatenate([prediction, reference]))
-        a, b = features[: len(prediction)], features[len(prediction) :]
-        return ((F.cosine_similarity(a, b, dim=1) + 1.0) / 2.0).numpy()
-
-
 def load_lpips(
     backbone: Path,
     net: LpipsNet = "vgg",
@@ -149,7 +103,7 @@ def load_lpips(
 
     if net not in LPIPS_BACKBONE_URLS:
         raise ConfigError(f"LPIPS: unknown net {net!r} (RLRF_LPIPS_NET: vgg or alex)")
-    require_file(backbone, model="LPIPS", setting="RLRF_LPIPS_BACKBONE", source=LPIPS_BACKBONE_URLS[net], fix=_EVAL_FIX)
+    require_file(backbone, model="LPIPS", setting="RLRF_LPIPS_BACKBONE", source=LPIPS_BACKBONE_URLS[net], fix=EVAL_FIX)
     linear = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
     require_file(linear, model="LPIPS", setting="the lpips package", source="`pip install lpips`")
     with warnings.catch_warnings():  # lpips builds its trunk with torchvision's deprecated `pretrained=`
@@ -181,24 +135,3 @@ def load_lpips(
     device = torch.device(device)
     model = model.to(device).eval().requires_grad_(False)
     return Lpips(model, inputs=inputs, device=device, batch_size=batch_size)
-
-
-def load_dino(directory: Path, *, device: torch.device | str = "cpu", batch_size: int = 16) -> Dino:
-    """A DINOv2 model and its image processor from a transformers directory (never the hub).
-
-    Raises:
-        MissingWeightsError: the directory or one of its files is missing.
-    """
-    from transformers import AutoImageProcessor, AutoModel
-
-    files = [
-        WeightFile("config.json", DINO_SOURCE),
-        WeightFile("model.safetensors", DINO_SOURCE, alternatives=("pytorch_model.bin",)),
-        WeightFile("preprocessor_config.json", DINO_SOURCE),
-    ]
-    require(directory, files, model="DINO", setting="RLRF_DINO_DIR", fix=_EVAL_FIX)
-    model = AutoModel.from_pretrained(str(directory), local_files_only=True)
-    processor = AutoImageProcessor.from_pretrained(str(directory), local_files_only=True)
-    device = torch.device(device)
-    model = model.to(device).float().eval().requires_grad_(False)
-    return Dino(model, processor, device=device, batch_size=batch_size)

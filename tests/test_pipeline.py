@@ -235,3 +235,24 @@ def test_a_hot_reference_stays_correct_among_hundreds_of_others() -> None:
             assert other.results[0].status is Status.ok, (n, other.results)
             rewards.add(other.results[0].reward)
     assert len(rewards) == 1  # every reference's own copy keeps the maximum
+
+
+def test_one_colour_flooding_the_canvas_is_blank_not_a_free_zero(pipeline: Pipeline) -> None:
+    """Found by the miniature's GRPO run: one huge shape of any colour gives a canvas with no variance,
+    which the z-scored L2 rewards score 0, above every drawing placed wrong. It is nothing drawn."""
+    ns = 'xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"'
+    reference = f'<svg {ns}><circle cx="30" cy="30" r="20" fill="#1f4fd0"/></svg>'
+    flood = f'<svg {ns}><circle cx="30" cy="30" r="1248" fill="#1f4fd0"/></svg>'
+    misplaced = f'<svg {ns}><circle cx="70" cy="70" r="20" fill="#000"/></svg>'
+    nearly = f'<svg {ns}><rect width="100" height="100" fill="#1f4fd0"/>'
+    nearly += '<circle cx="30" cy="30" r="20" fill="#fff"/></svg>'
+    request = ScoreRequest(reference={"svg": reference}, completions=[reference, flood, misplaced, nearly])
+    copy, flooded, wrong, inverted = pipeline.score_group(request).results
+    assert copy.status is Status.ok and wrong.status is Status.ok and inverted.status is Status.ok
+    assert flooded.status is Status.blank and "one colour fills" in (flooded.detail or "")
+    assert flooded.reward is not None and wrong.reward is not None
+    assert flooded.reward < wrong.reward  # a drawing, even misplaced, beats flooding the canvas
+    # A reference that is itself one colour scores its own copy as a drawing, as a blank reference does.
+    solid = f'<svg {ns}><rect width="100" height="100" fill="#c00"/></svg>'
+    (own,) = pipeline.score_group(ScoreRequest(reference={"svg": solid}, completions=[solid])).results
+    assert own.status is Status.ok

@@ -95,8 +95,15 @@ class ReferenceRender:
 
 
 def is_blank(canvas: Canvas, blank_fraction: float) -> bool:
-    """Whether a render has fewer non-white pixels than ``blank_fraction`` (``Settings.blank_fraction``)."""
-    return canvas.ink_fraction < blank_fraction
+    """Whether a render has nothing drawn: fewer than ``blank_fraction`` (``Settings.blank_fraction``) of its
+    pixels are non-white, or differ from its most common colour (one colour flooding the canvas)."""
+    return min(canvas.ink_fraction, canvas.flat_fraction) < blank_fraction
+
+
+def _blank_detail(canvas: Canvas) -> str:
+    if canvas.ink_fraction <= canvas.flat_fraction:
+        return f"{canvas.ink_fraction:.2%} non-white pixels"
+    return f"one colour fills {1 - canvas.flat_fraction:.2%} of the canvas"
 
 
 def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
@@ -127,7 +134,7 @@ def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
     assert image is not None
     canvas = Canvas(image)
     if is_blank(canvas, job.blank_fraction) and not job.reference_blank:
-        return Outcome(Status.blank, flags=[*flags, "blank"], detail=f"{canvas.ink_fraction:.2%} non-white pixels")
+        return Outcome(Status.blank, flags=[*flags, "blank"], detail=_blank_detail(canvas))
     candidate, ref = Sample(canvas), Sample(reference)
     components = {name: COMPONENTS[name].compute(candidate, ref) for name in job.image_components}
     images = {kind: canvas.image if kind == "rgb" else canvas.edges for kind in job.return_images}

@@ -101,3 +101,15 @@ class Canvas:
     def ink_fraction(self) -> float:
         """Share of pixels that are not (near-)white: what the blank guard looks at."""
         return float(np.count_nonzero(self.gray < _NEAR_WHITE)) / self.gray.size
+
+    @cached_property
+    def flat_fraction(self) -> float:
+        """Share of pixels that are not the canvas's most common colour (to 4 levels a channel).
+
+        A canvas of one colour has no variance: the z-scored L2 rewards score it 0 whatever the colour,
+        which beats any drawing that is placed wrong (a policy learned to flood the canvas with one huge
+        shape). One colour everywhere is nothing drawn, like white: the blank check looks at this too.
+        """
+        packed = self.image.reshape(-1, 3).astype(np.uint32) >> 2
+        keys = (packed[:, 0] << 12) | (packed[:, 1] << 6) | packed[:, 2]
+        return 1.0 - float(np.bincount(keys, minlength=1 << 18).max()) / keys.size

@@ -3,7 +3,7 @@
 A fixed ``max_completion_length`` sized for the longest SVG of the dataset makes every rollout of a
 batch of short icons pay for the worst case, and one sized for the typical SVG truncates the long
 ones. RLRF instead caps each step's rollouts at the longest reference SVG of that step's batch: here
-``clamp(longest + margin, floor, max_completion_length)``, in the policy's own tokens.
+``min(max_completion_length, max(floor, longest + margin))``, in the policy's own tokens.
 
 TRL reads the cap at every generate call (``generation_config.max_new_tokens`` on the transformers
 path, ``vllm_generation.max_completion_length`` on vLLM), so setting both just before the base
@@ -49,7 +49,7 @@ class DynamicLengthGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
     def step_cap(self, references: list[str]) -> int:
         """This rank's cap for a batch with these reference SVGs."""
         longest = max((self._tokens(svg) for svg in references if svg), default=0)
-        return max(self.length_floor, min(self.length_cap, longest + self.length_margin))
+        return min(self.length_cap, max(self.length_floor, longest + self.length_margin))
 
     def _tokens(self, svg: str) -> int:
         count = self._token_counts.get(svg)

@@ -111,8 +111,9 @@ class _SVGReward:
 
     The total also reports, through TRL's ``log_metric`` hook, the mean of every component the
     service returned (``rewards/<component>/mean``, the keys per-component functions would log)
-    and the shares of rollouts that were not ``ok`` or carried a flag (``rlrf/non_ok``,
-    ``rlrf/flagged``): one function keeps the service's step schedule and still shows its parts.
+    and the shares of rollouts that were not ``ok``, carried a flag or got no reward (``rlrf/non_ok``,
+    ``rlrf/flagged``, ``rlrf/unscored``): one function keeps the service's step schedule and still
+    shows its parts.
     """
 
     def __init__(self, service: _Service, component: str | None) -> None:
@@ -135,7 +136,7 @@ def batch_metrics(results: Sequence[dict[str, Any] | None]) -> dict[str, float]:
     """Component means and failure/flag shares over the scored rollouts of one batch."""
     scored = [r for r in results if r is not None]
     if not scored:
-        return {}
+        return {"rlrf/unscored": 1.0} if results else {}
     sums: dict[str, list[float]] = {}
     for r in scored:
         for name, value in (r.get("components") or {}).items():
@@ -144,6 +145,7 @@ def batch_metrics(results: Sequence[dict[str, Any] | None]) -> dict[str, float]:
     out = {f"rewards/{name}/mean": sum(v) / len(v) for name, v in sorted(sums.items())}
     out["rlrf/non_ok"] = sum(r["status"] != "ok" for r in scored) / len(scored)
     out["rlrf/flagged"] = sum(bool(r.get("flags")) for r in scored) / len(scored)
+    out["rlrf/unscored"] = (len(results) - len(scored)) / len(results)  # infrastructure errors: no reward
     return out
 
 

@@ -115,7 +115,9 @@ def build_rewards(args: RLRFArguments, reward_weights: list[float] | None) -> li
         return [trainer.get_svg_reward(args.reward_url, profile=args.profile, token=args.reward_token)]
     if len(reward_weights) != len(args.components):
         raise SystemExit(f"--reward_weights needs {len(args.components)} values, one per component {args.components}")
-    return trainer.get_component_rewards(args.reward_url, args.components, profile=args.profile, token=args.reward_token)
+    return trainer.get_component_rewards(
+        args.reward_url, args.components, profile=args.profile, token=args.reward_token
+    )
 
 
 if __name__ == "__main__":

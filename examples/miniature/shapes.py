@@ -36,7 +36,13 @@ def samples(n: int, seed: int) -> list[dict[str, str]]:
     seen: set[tuple[object, ...]] = set()
     out = []
     while len(out) < n:
-        spec = (rng.choice(SHAPES), rng.choice(COLOURS), rng.choice(POSITIONS), rng.choice(POSITIONS), rng.choice(SIZES))
+        spec = (
+            rng.choice(SHAPES),
+            rng.choice(COLOURS),
+            rng.choice(POSITIONS),
+            rng.choice(POSITIONS),
+            rng.choice(SIZES),
+        )
         if spec in seen:
             continue
         seen.add(spec)

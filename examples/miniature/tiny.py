@@ -16,7 +16,9 @@ def build(directory: Path, corpus: list[str], seed: int) -> Path:
     bpe.decoder = decoders.ByteLevel()
     special = ["<unk>", "<pad>", "<eos>"]
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=special, initial_alphabet=alphabet))
+    bpe.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=1000, special_tokens=special, initial_alphabet=alphabet)
+    )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
     torch.manual_seed(seed)
     config = Qwen2Config(

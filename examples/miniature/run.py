@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             results.append(run_seed(seed, data, out / f"seed{seed}", url, args))
             log(f"seed {seed} done at {time.monotonic() - started:.0f} s")
-        grid(figures_dir / "heldout_renders.png", data, out / f"seed{args.seeds[0]}", url)
+        for seed in args.seeds:  # every seed's renders: the seeds differ in what GRPO learned
+            name = "heldout_renders.png" if seed == args.seeds[0] else f"heldout_renders_seed{seed}.png"
+            grid(figures_dir / name, data, out / f"seed{seed}", url)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -124,13 +126,21 @@ def run_seed(seed: int, data: dict[str, Any], directory: Path, url: str, args: a
     extra = ["--num_train_epochs", str(args.sft_epochs)] if args.sft_epochs else []
     launch("train_sft.py", CONFIGS / "sft.yaml", init, data["train"], sft_dir, seed, extra, directory / "sft.log")
     sft_eval = evaluate(sft_dir, data, directory / "eval_sft")
+    sft_sampled = evaluate(sft_dir, data, directory / "eval_sft_t07", temperature=0.7)
     extra = ["--reward_url", url] + (["--max_steps", str(args.grpo_steps)] if args.grpo_steps else [])
     launch(
         "train_grpo.py", CONFIGS / "grpo.yaml", sft_dir, data["train"], grpo_dir, seed, extra, directory / "grpo.log"
     )
     grpo_eval = evaluate(grpo_dir, data, directory / "eval_grpo")
+    grpo_sampled = evaluate(grpo_dir, data, directory / "eval_grpo_t07", temperature=0.7)
     history = json.loads((grpo_dir / "trainer_state.json").read_text())["log_history"]
-    return {"seed": seed, "sft": sft_eval, "grpo": grpo_eval, "history": [h for h in history if "reward" in h]}
+    return {
+        "seed": seed,
+        "sft": sft_eval,
+        "grpo": grpo_eval,
+        "sampled": {"sft": sft_sampled["means"], "grpo": grpo_sampled["means"]},
+        "history": [h for h in history if "reward" in h],
+    }
 
 
 def launch(
@@ -145,9 +155,9 @@ def launch(
         raise SystemExit(f"{script} failed ({proc.returncode}); see {log_path}")
 
 
-def evaluate(model: Path, data: dict[str, Any], prefix: Path) -> dict[str, Any]:
-    """Greedy completions of the held-out prompts, scored by `rlrf eval`."""
-    completions = tiny.generate(model, [r["prompt"] for r in data["heldout"]])
+def evaluate(model: Path, data: dict[str, Any], prefix: Path, temperature: float = 0.0) -> dict[str, Any]:
+    """Completions of the held-out prompts (greedy, or sampled at the rollouts' temperature), by `rlrf eval`."""
+    completions = tiny.generate(model, [r["prompt"] for r in data["heldout"]], temperature=temperature)
     preds = prefix.with_suffix(".pred.jsonl")
     preds.write_text(
         "".join(json.dumps({"id": r["id"], "completion": c}) + "\n" for r, c in zip(data["heldout"], completions))
@@ -218,6 +228,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             "non_ok_last5": _window(h, "rlrf/non_ok", False),
             "flagged_first5": _window(h, "rlrf/flagged", True),
             "flagged_last5": _window(h, "rlrf/flagged", False),
+            "mse_sft_t07": r["sampled"]["sft"].get("mse"),
+            "mse_grpo_t07": r["sampled"]["grpo"].get("mse"),
+            "ssim_sft_t07": r["sampled"]["sft"].get("ssim"),
+            "ssim_grpo_t07": r["sampled"]["grpo"].get("ssim"),
         }
         row["improved"] = bool(
             None not in (row["mse_sft"], row["mse_grpo"], row["ssim_sft"], row["ssim_grpo"])
@@ -234,13 +248,16 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     head = "| seed | MSE SFT → GRPO | SSIM SFT → GRPO | reward first5 → last5 | non-ok | flagged | held-out fail | ok |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head += " MSE / SSIM at T=0.7 |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for s in summary["seeds"]:
         lines.append(
             f"| {s['seed']} | {_f(s['mse_sft'])} → {_f(s['mse_grpo'])} | {_f(s['ssim_sft'])} → {_f(s['ssim_grpo'])} | "
-            f"{_f(s['reward_first5'])} → {_f(s['reward_last5'])} | {_f(s['non_ok_first5'])} → {_f(s['non_ok_last5'])} | "
+            f"{_f(s['reward_first5'])} → {_f(s['reward_last5'])} | "
+            f"{_f(s['non_ok_first5'])} → {_f(s['non_ok_last5'])} | "
             f"{_f(s['flagged_first5'])} → {_f(s['flagged_last5'])} | "
-            f"{_f(s['heldout_failure_sft'])} → {_f(s['heldout_failure_grpo'])} | {'yes' if s['improved'] else 'no'} |"
+            f"{_f(s['heldout_failure_sft'])} → {_f(s['heldout_failure_grpo'])} | {'yes' if s['improved'] else 'no'} | "
+            f"{_f(s['mse_sft_t07'])} → {_f(s['mse_grpo_t07'])} / {_f(s['ssim_sft_t07'])} → {_f(s['ssim_grpo_t07'])} |"
         )
     return "\n".join(lines)
 
@@ -252,23 +269,42 @@ def _f(value: float | None) -> str:
 def draw(directory: Path, results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     keys = ["reward", "rewards/pixel_l2/mean", "rewards/canny_l2/mean", "rewards/length/mean", "rlrf/non_ok"]
     first = results[0]
-    series = {k.split("/")[1] if "/" in k else k: [(h["step"], h[k]) for h in first["history"] if k in h] for k in keys}
+    series = {
+        k.split("/")[1] if "/" in k else k: _smooth([(h["step"], h[k]) for h in first["history"] if k in h])
+        for k in keys
+    }
     series["non_ok share"] = series.pop("non_ok")
-    figures.line_chart(directory / "reward_curve.png", f"GRPO rewards per step (seed {first['seed']})", series)
+    title = f"GRPO reward and its components per step (seed {first['seed']}, mean of the last 5 steps)"
+    figures.line_chart(directory / "reward_curve.png", title, series)
     stages: dict[str, dict[str, float]] = {}
     for metric in ("mse", "ssim"):
-        for stage in ("sft", "grpo"):
-            values = [s[f"{metric}_{stage}"] for s in summary["seeds"] if s[f"{metric}_{stage}"] is not None]
-            if values:
-                stages.setdefault(f"{metric} (mean of {len(values)} seeds)", {})[stage.upper()] = sum(values) / len(
-                    values
-                )
+        for seed in summary["seeds"]:  # per seed: a mean over seeds would hide a seed that went wrong
+            if seed[f"{metric}_sft"] is not None and seed[f"{metric}_grpo"] is not None:
+                stages[f"{metric} seed {seed['seed']}"] = {"SFT": seed[f"{metric}_sft"], "GRPO": seed[f"{metric}_grpo"]}
     figures.bar_chart(
         directory / "heldout_metrics.png",
         "Held-out metrics, after SFT and after GRPO",
         stages,
         note="MSE lower is better, SSIM higher is better; `rlrf eval` over the ok samples",
     )
+
+
+def _smooth(points: list[tuple[float, float]], n: int = 5) -> list[tuple[float, float]]:
+    """Trailing mean over ``n`` steps: each step draws 8 new prompts, so raw per-step rewards jump."""
+    return [
+        (x, sum(y for _, y in points[max(0, i - n + 1) : i + 1]) / len(points[max(0, i - n + 1) : i + 1]))
+        for i, (x, _) in enumerate(points)
+    ]
+
+
+def redraw(out: Path, figures_dir: Path, seeds: list[int]) -> None:
+    """The figures again from a finished run's files (no training)."""
+    summary = json.loads((out / "summary.json").read_text())
+    results = []
+    for seed in seeds:
+        state = json.loads((out / f"seed{seed}" / "grpo" / "trainer_state.json").read_text())
+        results.append({"seed": seed, "history": [h for h in state["log_history"] if "reward" in h]})
+    draw(figures_dir, results, summary)
 
 
 def grid(path: Path, data: dict[str, Any], seed_dir: Path, url: str, n: int = 8) -> None:

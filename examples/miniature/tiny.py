@@ -39,8 +39,8 @@ def build(directory: Path, corpus: list[str], seed: int) -> Path:
     return directory
 
 
-def generate(model_dir: Path, prompts: list[str], max_new_tokens: int = 64) -> list[str]:
-    """Greedy completions (the held-out evaluation decodes deterministically)."""
+def generate(model_dir: Path, prompts: list[str], max_new_tokens: int = 64, temperature: float = 0.0) -> list[str]:
+    """Completions of ``prompts``: greedy at temperature 0, else sampled (seeded, so repeatable)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -48,13 +48,15 @@ def generate(model_dir: Path, prompts: list[str], max_new_tokens: int = 64) -> l
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     out: list[str] = []
+    torch.manual_seed(0)
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     with torch.no_grad():
         for start in range(0, len(prompts), 32):
             batch = tokenizer(prompts[start : start + 32], return_tensors="pt", padding=True, add_special_tokens=False)
             ids = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **sampling,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )

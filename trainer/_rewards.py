@@ -107,7 +107,14 @@ class _Service:
 
 
 class _SVGReward:
-    """A TRL reward function: the service's total, or one component of it."""
+    """A TRL reward function: the service's total, or one component of it.
+
+    The total also reports, through TRL's ``log_metric`` hook, the mean of every component the
+    service returned (``rewards/<component>/mean``, the keys per-component functions would log)
+    and the shares of rollouts that were not ``ok``, carried a flag or got no reward (``rlrf/non_ok``,
+    ``rlrf/flagged``, ``rlrf/unscored``): one function keeps the service's step schedule and still
+    shows its parts.
+    """
 
     def __init__(self, service: _Service, component: str | None) -> None:
         self._service = service
@@ -116,9 +123,30 @@ class _SVGReward:
 
     async def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         results = await self._service.results({**kwargs, "completions": completions})
-        if self._component is None:
-            return [None if r is None else r["reward"] for r in results]
-        return [None if r is None else r["components"].get(self._component) for r in results]
+        if self._component is not None:
+            return [None if r is None else r["components"].get(self._component) for r in results]
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            for name, value in batch_metrics(results).items():
+                log_metric(name, value)
+        return [None if r is None else r["reward"] for r in results]
+
+
+def batch_metrics(results: Sequence[dict[str, Any] | None]) -> dict[str, float]:
+    """Component means and failure/flag shares over the scored rollouts of one batch."""
+    scored = [r for r in results if r is not None]
+    if not scored:
+        return {"rlrf/unscored": 1.0} if results else {}
+    sums: dict[str, list[float]] = {}
+    for r in scored:
+        for name, value in (r.get("components") or {}).items():
+            if value is not None:
+                sums.setdefault(name, []).append(float(value))
+    out = {f"rewards/{name}/mean": sum(v) / len(v) for name, v in sorted(sums.items())}
+    out["rlrf/non_ok"] = sum(r["status"] != "ok" for r in scored) / len(scored)
+    out["rlrf/flagged"] = sum(bool(r.get("flags")) for r in scored) / len(scored)
+    out["rlrf/unscored"] = (len(results) - len(scored)) / len(results)  # infrastructure errors: no reward
+    return out
 
 
 def get_svg_reward(

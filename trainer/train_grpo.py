@@ -9,6 +9,13 @@ in ``RLRFArguments``. The dataset is one made by ``rlrf data prepare`` (columns 
 ``image``, ``svg_tokens``). Im2SVG puts the reference image in a multimodal prompt; Text2SVG uses
 the text prompt and scores the render against the ground-truth SVG (CLIP text rewards arrive with
 the perceptual-rewards issue). Models load from local paths only.
+
+The reward TRL optimises is, by default, the service's total under ``--profile``: the service
+weighs the components at the trainer's step, so a schedule such as ``rlrf-im2svg-length-warmup``
+takes effect, and each component's mean is still logged (``rewards/<component>/mean``). Giving
+``--reward_weights`` instead makes one TRL reward function per ``--components`` entry with those
+fixed weights (TRL sums them; a profile's schedule then cannot apply). ``--dynamic_max_length``
+caps each step's rollouts at the batch's longest reference SVG (``trainer/_length.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,9 +39,18 @@ class RLRFArguments:
     task: str = field(default="im2svg", metadata={"help": "im2svg (image in the prompt) or text2svg"})
     components: list[str] = field(
         default_factory=lambda: ["pixel_l2", "canny_l2", "length"],
-        metadata={"help": "reward components, one TRL reward function each (weights: --reward_weights)"},
+        metadata={"help": "with --reward_weights: one TRL reward function per component, fixed weights"},
     )
-    profile: str | None = field(default=None, metadata={"help": "service weight profile the components come from"})
+    profile: str = field(
+        default="rlrf-im2svg",
+        metadata={"help": "service weight profile (its step schedule applies unless --reward_weights is given)"},
+    )
+    dynamic_max_length: bool = field(
+        default=False,
+        metadata={"help": "cap each step's rollouts at the batch's longest reference SVG (paper, appendix C.3)"},
+    )
+    dynamic_length_floor: int = field(default=64, metadata={"help": "smallest per-step cap, in tokens"})
+    dynamic_length_margin: int = field(default=32, metadata={"help": "tokens allowed beyond the longest reference"})
     length_in_tokens: bool = field(
         default=False,
         metadata={"help": "the dataset's svg_tokens were counted with this model's tokenizer: use token lengths"},
@@ -66,25 +83,41 @@ def build_dataset(args: RLRFArguments):  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> None:
     from trl import GRPOConfig, GRPOTrainer, ModelConfig, TrlParser, get_peft_config
 
-    import trainer
-
     parser = TrlParser((RLRFArguments, GRPOConfig, ModelConfig))  # type: ignore[arg-type]  # a NewType no class matches
     rlrf_args, config, model_args = parser.parse_args_and_config(args=argv)
     dataset = build_dataset(rlrf_args)
-    rewards = trainer.get_component_rewards(
-        rlrf_args.reward_url, rlrf_args.components, profile=rlrf_args.profile, token=rlrf_args.reward_token
-    )
-    if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
-        raise SystemExit(f"--reward_weights needs {len(rewards)} values, one per component {rlrf_args.components}")
-    grpo = GRPOTrainer(
+    rewards = build_rewards(rlrf_args, config.reward_weights)
+    kwargs: dict[str, Any] = {}
+    trainer_class: type = GRPOTrainer
+    if rlrf_args.dynamic_max_length:
+        from trainer._length import DynamicLengthGRPOTrainer
+
+        trainer_class = DynamicLengthGRPOTrainer
+        kwargs = {"length_floor": rlrf_args.dynamic_length_floor, "length_margin": rlrf_args.dynamic_length_margin}
+    grpo = trainer_class(
         model=model_args.model_name_or_path,
         reward_funcs=rewards,  # type: ignore[arg-type]  # async rewards: TRL runs them, its hint says sync
         args=config,
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
+        **kwargs,
     )
     grpo.train()
     grpo.save_model(config.output_dir)
+    grpo.save_state()  # trainer_state.json: the logged history (rewards per step)
+
+
+def build_rewards(args: RLRFArguments, reward_weights: list[float] | None) -> list[Any]:
+    """The service's scheduled total (default), or fixed-weight per-component functions."""
+    import trainer
+
+    if reward_weights is None:
+        return [trainer.get_svg_reward(args.reward_url, profile=args.profile, token=args.reward_token)]
+    if len(reward_weights) != len(args.components):
+        raise SystemExit(f"--reward_weights needs {len(args.components)} values, one per component {args.components}")
+    return trainer.get_component_rewards(
+        args.reward_url, args.components, profile=args.profile, token=args.reward_token
+    )
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ def test_shipped_configs_parse(config: Path) -> None:
     ]
     rlrf_args, grpo, _ = parser.parse_args_and_config(args=argv)
     assert grpo.num_generations == 64 and grpo.temperature == 1.1 and grpo.beta == 0.0 and grpo.learning_rate == 1e-5
-    assert len(grpo.reward_weights) == len(rlrf_args.components)
+    # The service's scheduled total is the reward (no fixed TRL weights); rollouts follow the batch's references.
+    assert grpo.reward_weights is None and rlrf_args.profile == "rlrf-im2svg"
+    assert rlrf_args.dynamic_max_length and rlrf_args.dynamic_length_floor < grpo.max_completion_length
 
 
 def test_launcher_runs_one_step_on_a_prepared_dataset(tmp_path: Path) -> None:

@@ -159,6 +159,6 @@ def test_launcher_trains_a_vision_language_model_on_the_im2svg_config(tmp_path: 
     assert proc.returncode == 0, log[-4000:]
     assert "reward service" not in log  # no rollout went unscored
     assert log.count("'rewards/pixel_l2/mean'") == 2 and "'rewards/length/mean'" in log  # both steps logged
-    # Three reward functions, awaited concurrently by TRL, share one POST /score per group (one per step).
+    # The service's total (the components come back in the same answer and are logged): one POST /score per step.
     assert calls == 2
     assert (tmp_path / "run" / "config.json").exists()

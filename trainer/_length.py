@@ -20,7 +20,7 @@ import torch
 from trl import GRPOTrainer
 
 
-class DynamicLengthGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
+class DynamicLengthGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose per-step generation cap follows the batch's longest reference SVG.
 
     Args:
@@ -42,7 +42,7 @@ class DynamicLengthGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
         if length_floor < 1 or length_margin < 0:
             raise ValueError("length_floor must be at least 1 and length_margin at least 0")
         self.length_floor, self.length_margin, self.reference_column = length_floor, length_margin, reference_column
-        self.length_cap = int(self.args.max_completion_length)
+        self.length_cap = int(self.args.max_completion_length)  # type: ignore[attr-defined]  # a GRPOConfig
         self.generation_caps: list[int] = []  # the cap of each generation batch, in order
         self._token_counts: dict[str, int] = {}
 
@@ -67,5 +67,6 @@ class DynamicLengthGRPOTrainer(GRPOTrainer):  # type: ignore[misc]
         if getattr(self, "vllm_generation", None) is not None:
             self.vllm_generation.max_completion_length = cap
         self.generation_caps.append(cap)
-        self._metrics["train" if self.model.training else "eval"]["completions/max_length_cap"].append(float(cap))
+        mode = "train" if self.model is not None and self.model.training else "eval"
+        self._metrics[mode]["completions/max_length_cap"].append(float(cap))
         return super()._generate_and_score_completions(inputs)

@@ -67,7 +67,7 @@ def build_dataset(args: SFTDataArguments) -> Any:
 def main(argv: list[str] | None = None) -> None:
     from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
-    parser = TrlParser((SFTDataArguments, SFTConfig, ModelConfig))
+    parser = TrlParser((SFTDataArguments, SFTConfig, ModelConfig))  # type: ignore[arg-type]  # a NewType no class matches
     data_args, config, model_args = parser.parse_args_and_config(args=argv)
     model_path = model_args.model_name_or_path
     if not model_path or not Path(model_path).is_dir():
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     sft.train()
     sft.save_model(config.output_dir)
     sft.save_state()  # trainer_state.json: the logged history (loss per step)
-    sft.processing_class.save_pretrained(config.output_dir)
+    if sft.processing_class is not None:
+        sft.processing_class.save_pretrained(config.output_dir)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,7 @@ _step: ContextVar[int | None] = ContextVar("rlrf_global_step", default=None)
 class StepAgentLoopWorker(AgentLoopWorker):
     """verl's agent-loop worker, recording the trainer's step in each rollout's ``extra_fields``."""
 
-    async def _run_agent_loop(
-        self, sampling_params: dict[str, Any], trajectory: dict[str, Any], **kwargs: Any
-    ) -> Any:
+    async def _run_agent_loop(self, sampling_params: dict[str, Any], trajectory: dict[str, Any], **kwargs: Any) -> Any:
         # each rollout runs in its own asyncio task, so the context variable is this rollout's alone
         step = trajectory.get("step")
         token = _step.set(int(step) if step is not None and int(step) >= 0 else None)  # -1: no step given

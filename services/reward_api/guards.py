@@ -86,6 +86,7 @@ _GEOMETRY = {
 _BIN_LIMIT = 64  # elements compared per neighbouring bin: bounds the cost of pathological documents
 _PATH_TOKEN = re.compile(r"[MmZzLlHhVvCcSsQqTtAa]|[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
 _NUMBER = re.compile(r"[-+]?(?:\d*\.\d+|\d+\.?)(?:[eE][-+]?\d+)?")
+_NUMBER_SPLIT = re.compile(f"({_NUMBER.pattern})")  # one pass: text and numbers, alternating
 _REF = re.compile(r"url\(\s*['\"]?#([^)'\"\s]+)|href\s*=\s*['\"]#([^'\"]+)")
 _SUBPATH = re.compile(r"(?=[Mm])")
 _CURVE = re.compile(r"[CcSsQqTtAa]")
@@ -212,6 +213,7 @@ class _Counts:
         "rasters",
         "seen",
         "sizes",
+        "skeletons",
         "tiles",
         "tolerance",
     )
@@ -225,8 +227,9 @@ class _Counts:
         self.inert = 0
         self.rasters = 0
         self.raster_chars = 0
-        # (skeleton, cell of the first two geometric numbers) -> the geometry of elements seen there
-        self.seen: dict[tuple[str, int, int], list[tuple[float, ...]]] = {}
+        # (skeleton, cell of the first two geometric numbers) -> the geometric numbers (as written) seen there
+        self.seen: dict[tuple[str, int, int], list[list[str]]] = {}
+        self.skeletons: set[str] = set()
         self.sizes: Counter[tuple[str, float, float]] = Counter()
 
 
@@ -313,22 +316,27 @@ def _repeats(element: ET.Element, name: str, counts: _Counts) -> bool:
         if k in _IGNORED_ATTRS:
             continue
         if k in _GEOMETRY:
-            numbers += [float(n) for n in _NUMBER.findall(v)]
-            parts.append(f"{k}={_NUMBER.sub('#', v)}")
+            pieces = _NUMBER_SPLIT.split(v)
+            numbers += pieces[1::2]
+            parts.append(f"{k}={'#'.join(pieces[0::2])}")
         else:
             parts.append(f"{k}={v}")
     skeleton = "|".join(parts)
     tol = counts.tolerance
-    geometry = tuple(numbers)
-    head = (*geometry[:2], 0.0, 0.0)[:2]
+    head = (*[float(n) for n in numbers[:2]], 0.0, 0.0)[:2]
     cx, cy = (math.floor(h / tol) if tol > 0 and math.isfinite(h) else 0 for h in head)
+    if skeleton not in counts.skeletons:  # nothing earlier to compare with: no need for the numbers' values
+        counts.skeletons.add(skeleton)
+        counts.seen.setdefault((skeleton, cx, cy), []).append(numbers)
+        return False
+    geometry = [float(n) for n in numbers]
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):
             for other in counts.seen.get((skeleton, cx + dx, cy + dy), [])[-_BIN_LIMIT:]:
-                if all(abs(a - b) <= tol for a, b in zip(geometry, other)):
-                    counts.seen.setdefault((skeleton, cx, cy), []).append(geometry)
+                if all(abs(a - float(b)) <= tol for a, b in zip(geometry, other)):
+                    counts.seen.setdefault((skeleton, cx, cy), []).append(numbers)
                     return True
-    counts.seen.setdefault((skeleton, cx, cy), []).append(geometry)
+    counts.seen.setdefault((skeleton, cx, cy), []).append(numbers)
     return False
 
 

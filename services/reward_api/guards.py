@@ -65,6 +65,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.reward_api.components.length import char_length
@@ -141,8 +142,13 @@ def structure(svg: str) -> Structure | None:
     )
 
 
-def shares(candidate: Structure | None, reference: Structure | None) -> dict[str, float]:
+def shares(
+    candidate: Structure | None, reference: Structure | None, raised: Sequence[str] = ()
+) -> dict[str, float]:
     """Each guard ``candidate`` trips against ``reference``, with its credit share ``t`` in [0, 1].
+
+    ``raised``: the rollout's flags so far; ``length_collapse`` (``collapse``) adds the collapse share
+    when the code, in characters, is under half the reference's too.
 
     Returns:
         ``{flag: t}`` in a fixed order (empty: no guard fired); see the module for each ``t``.
@@ -167,7 +173,16 @@ def shares(candidate: Structure | None, reference: Structure | None) -> dict[str
         fired["padding"] = allowed / inert if inert > 0 else 0.0
     if c.rasters > 0 and r.rasters == 0:
         fired["embedded_raster"] = max(0.0, 1.0 - c.raster_chars / max(1, c.length))
+    if "length_collapse" in raised and (share := collapsed(candidate, reference)) is not None:
+        fired["length_collapse"] = share
     return fired
+
+
+def collapse(length: int | None, reference_length: int | None) -> list[str]:
+    """``length_collapse`` under half the reference's length (tokens when sent), whatever the profile weighs."""
+    if length is None or reference_length is None or length >= reference_length / 2:
+        return []
+    return ["length_collapse"]
 
 
 def check(candidate: Structure | None, reference: Structure | None) -> list[str]:

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
+from services.reward_api.components.base import Requirement
 from services.reward_api.components.length import char_length
 from services.reward_api.core.errors import (
     BackendError,
@@ -41,7 +42,7 @@ from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.failures import failure_status
-from services.reward_api.guards import Structure, cap, collapsed, combined, shares, structure
+from services.reward_api.guards import Structure, cap, collapse, combined, shares, structure
 from services.reward_api.judging import JudgeStage
 from services.reward_api.lru import LRU
 from services.reward_api.models.scorer import FEATURES, ModelScorer
@@ -157,6 +158,16 @@ class PreparedReference:
     blank: bool
     structure: Structure | None = None  # what the guards compare candidates with (SVG references only)
 
+    @property
+    def carries(self) -> frozenset[Requirement]:
+        """What components may require of it (``Component.requires``/``applies_with``), the prompt aside."""
+        carried: set[Requirement] = set()
+        if self.canvas is not None:
+            carried.add("image")
+        if self.length is not None:
+            carried.add("svg")
+        return frozenset(carried)
+
 
 class Pipeline:
     """Scores rollout groups with one settings object and one backend.
@@ -222,8 +233,10 @@ class Pipeline:
         features = sorted({f for c in components if c.stage == "model" for f in c.features})
         # Text is cut whenever a text reward is in play, whatever the declared task: otherwise writing
         # the prompt as <text> wins clip_text (or a text judge).
-        text_task = request.task == "text2svg" or reference.canvas is None or weights.get("clip_text", 0.0) != 0.0
-        judged = "judge" in weights
+        text_task = request.task == "text2svg" or reference.canvas is None or any(
+            c.strips_text and weights[c.name] != 0.0 for c in components
+        )
+        judged = any(c.stage == "judge" for c in components)
         rubric = self._judge.rubric(request.task == "text2svg" or reference.canvas is None)
         if judged:
             self._judge.check(rubric, has_image=reference.canvas is not None, has_prompt=bool(request.reference.text))
@@ -260,12 +273,9 @@ class Pipeline:
         extra = dict(zip(rendered, zip(range(len(rendered)), verdicts)))
         modelled = time.perf_counter()
 
-        applicable = [
-            c.name
-            for c in components
-            if not (c.name == "length" and reference.length is None)
-            and not (c.name == "clip_text" and not request.reference.text)
-        ]
+        prompt: frozenset[Requirement] = frozenset({"prompt"}) if request.reference.text else frozenset()
+        available = reference.carries | prompt
+        applicable = [c.name for c in components if c.applies(available)]
         penalty, penalty_components = combine(failure_components(applicable), weights)
         results: list[RolloutResult] = []
         for i, extraction in enumerate(extractions):
@@ -292,8 +302,6 @@ class Pipeline:
                     )
                 )
             else:
-                candidate_structure = outcome.structure or structure(extraction.svg or "")
-                guarded = shares(candidate_structure, reference.structure)  # guards.py: cap, never reject
                 row, verdict = extra[i]
                 failure = model_error or self._judge.failure(verdict)
                 if failure is not None:
@@ -306,7 +314,6 @@ class Pipeline:
                 svg = extraction.svg or ""
                 length = request.completion_tokens[i] if request.completion_tokens else char_length(svg)
                 values: dict[str, float | None] = dict(outcome.components)
-                flags = [*outcome.flags, *(g for g in guarded if g not in outcome.flags), *self._judge.flags(verdict)]
                 candidate = Sample(
                     None, length, {f: cand_features[f][row] for f in cand_features}, self._judge.score(verdict)
                 )
@@ -319,15 +326,17 @@ class Pipeline:
                     detail = f"model features do not match the reference's: {exc}"
                     results.append(RolloutResult(reward=None, components={}, status=Status.error, detail=detail))
                     continue
-                if reference.length is not None and length < reference.length / 2:
-                    flags.append("length_collapse")
-                    share = collapsed(candidate_structure, reference.structure)
-                    if share is not None:  # under half the reference's code: no credit for fidelity (guards.py)
-                        guarded["length_collapse"] = share
+                # guards.py: structural guards (and a collapse the components raised) cap credit, never reject.
+                candidate_structure = outcome.structure or structure(extraction.svg or "")
+                raised = collapse(length, reference.length)
+                guarded = shares(candidate_structure, reference.structure, raised)
+                flags = list(outcome.flags)
+                flags += [g for g in (*guarded, *raised) if g not in flags]
+                flags += self._judge.flags(verdict)
                 if guarded:  # capped fidelity credit, graded by the product of the guards' shares
                     t = combined(guarded)
                     values = {
-                        k: v if k == "length" or v is None else cap(v, COMPONENTS[k].lower, t)
+                        k: cap(v, COMPONENTS[k].lower, t) if v is not None and COMPONENTS[k].capped else v
                         for k, v in values.items()
                     }
                 total, applied = combine(values, weights)
@@ -515,12 +524,7 @@ def _check_reference(components: Sequence[Any], reference: PreparedReference, re
     """A component that compares against the reference image needs one (Text2SVG groups may lack it)."""
     if reference.canvas is not None:
         return
-    needs_image = [
-        c.name
-        for c in components
-        if (c.stage == "render" and c.name != "format")
-        or any(FEATURES[f].input != "text" for f in c.reference_features)
-    ]
+    needs_image = [c.name for c in components if "image" in c.requires]
     if needs_image:
         raise BadReferenceError(
             f"components {', '.join(needs_image)} compare against a reference image: send reference.svg or "

@@ -12,6 +12,22 @@ rather than scored. Higher is always better.
 * ``model``: embeddings of learned models (``FEATURES`` of the candidate, ``REFERENCE_FEATURES``
   of the reference, default the same), computed in batches by ``models.ModelScorer``;
 * ``judge``: a VLM judge's verdict, fetched from the judge proxy.
+
+What a component needs and does beyond ``compute`` it declares, so the pipeline never names it:
+
+* ``REQUIRES``: what the reference must carry, or the group is refused (``BadReferenceError``):
+  ``"image"`` (a reference SVG or image to render or decode). Default: ``{"image"}`` for the render
+  stage, nothing otherwise.
+* ``APPLIES_WITH``: what the reference must carry for the component to apply at all; without it the
+  component is left out of the sum silently: ``"svg"`` (the reference's code: ``length``),
+  ``"prompt"`` (``clip_text``).
+* ``STRIPS_TEXT``: a text reward: whenever it is weighted, ``<text>`` is cut from the candidates
+  before rendering, or writing the prompt as text would win it.
+* ``CAPPED`` (default ``True``): the structural guards cap its credit on a flagged rollout
+  (``guards.py``); ``length`` carries its own collapse penalty and is left as it is.
+
+The flags of a scored rollout come from the guards (``guards.py``), whatever the profile weighs:
+``length_collapse`` caps credit under ``pixel`` too, which has no ``length`` term.
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ class Sample:
 
 
 ComputeFn = Callable[[Sample, Sample], "float | None"]
+Requirement = Literal["image", "svg", "prompt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +70,19 @@ class Component:
     stage: Stage
     features: tuple[str, ...] = ()
     reference_features: tuple[str, ...] = ()
+    requires: frozenset[Requirement] = frozenset()
+    applies_with: frozenset[Requirement] = frozenset()
+    strips_text: bool = False
+    capped: bool = True
 
     @property
     def needs_canvas(self) -> bool:
         """Computed in the render worker, next to the canvases."""
         return self.stage == "render"
+
+    def applies(self, available: frozenset[Requirement]) -> bool:
+        """Whether it is part of the sum for a reference that carries ``available``."""
+        return self.applies_with <= available
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,6 +16,8 @@ RANGE = (-1.0, 1.0)
 STAGE = "model"
 FEATURES = ("clip_image",)
 REFERENCE_FEATURES = ("clip_text",)
+APPLIES_WITH = {"prompt"}  # compared with the prompt, never with the reference image
+STRIPS_TEXT = True  # writing the prompt as <text> would win it
 
 
 def compute(candidate: Sample, reference: Sample) -> float | None:

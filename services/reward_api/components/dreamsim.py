@@ -14,6 +14,7 @@ NAME = "dreamsim"
 RANGE = (-1.0, 1.0)
 STAGE = "model"
 FEATURES = ("dreamsim",)
+REQUIRES = {"image"}  # the reference's render is embedded too
 
 
 def compute(candidate: Sample, reference: Sample) -> float:

@@ -13,6 +13,7 @@ NAME = "dreamsim_canny"
 RANGE = (-1.0, 1.0)
 STAGE = "model"
 FEATURES = ("dreamsim_edges",)
+REQUIRES = {"image"}  # the reference's edge map is embedded too
 
 
 def compute(candidate: Sample, reference: Sample) -> float:

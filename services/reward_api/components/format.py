@@ -11,6 +11,7 @@ from services.reward_api.components.base import Sample
 NAME = "format"
 RANGE = (-1.0, 1.0)
 STAGE = "render"
+REQUIRES: set[str] = set()  # needs only the candidate's render
 
 
 def compute(candidate: Sample, reference: Sample) -> float:

@@ -18,6 +18,8 @@ from services.reward_api.components.base import Sample
 NAME = "length"
 RANGE = (-1.0, 1.0)
 STAGE = "code"
+APPLIES_WITH = {"svg"}  # the reference's code
+CAPPED = False  # its own collapse penalty; the guards cap the fidelity components only
 
 
 def compute(candidate: Sample, reference: Sample) -> float | None:

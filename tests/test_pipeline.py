@@ -175,7 +175,7 @@ def test_concurrent_groups_render_a_shared_reference_once(settings) -> None:  # 
 
     pipeline = Pipeline.embedded(settings.model_copy(update={"workers": 1}))
     renders: list[str] = []
-    render = pipeline._render_reference
+    render = pipeline.references._render
 
     def slow_render(key: str, svg: str):  # type: ignore[no-untyped-def]
         renders.append(key)
@@ -184,7 +184,7 @@ def test_concurrent_groups_render_a_shared_reference_once(settings) -> None:  # 
             raise BackendError("render workers lost")
         return render(key, svg)
 
-    pipeline._render_reference = slow_render  # type: ignore[method-assign]
+    pipeline.references._render = slow_render  # type: ignore[method-assign]
     reference = ReferenceIn(svg=svg_dev_files()[5].read_text())
     outcomes: list[object] = []
 

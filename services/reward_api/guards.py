@@ -142,9 +142,7 @@ def structure(svg: str) -> Structure | None:
     )
 
 
-def shares(
-    candidate: Structure | None, reference: Structure | None, raised: Sequence[str] = ()
-) -> dict[str, float]:
+def shares(candidate: Structure | None, reference: Structure | None, raised: Sequence[str] = ()) -> dict[str, float]:
     """Each guard ``candidate`` trips against ``reference``, with its credit share ``t`` in [0, 1].
 
     ``raised``: the rollout's flags so far; ``length_collapse`` (``collapse``) adds the collapse share

@@ -1,6 +1,6 @@
 """One rollout group in, one result per rollout out: the function every entry point calls.
 
-    ScoreRequest ─► prepare reference (cached by content hash) ─► extract SVG per completion
+    ScoreRequest ─► prepare reference (references.py: cached by content hash) ─► extract SVG per completion
                  ─► backend.score: policy ▸ render ▸ image components, in sandboxed workers
                  ─► backend.embed: learned-model features of the renders, batched across groups
                  ─► judge proxy: VLM verdicts on the renders
@@ -13,19 +13,11 @@ backend sends the same functions to CPU and GPU workers.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import io
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from services.reward_api.components import COMPONENTS, Canvas, Sample
@@ -42,17 +34,16 @@ from services.reward_api.core.results import GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.failures import failure_status
-from services.reward_api.guards import Structure, cap, collapse, combined, shares, structure
+from services.reward_api.guards import cap, collapse, combined, shares, structure
 from services.reward_api.judging import JudgeStage
-from services.reward_api.lru import LRU
 from services.reward_api.models.scorer import FEATURES, ModelScorer
 from services.reward_api.profiles import combine, failure_components, resolve_weights
-from services.reward_api.sandbox import TaskCrash, TaskFailure, TaskTimeout, WorkerPool
+from services.reward_api.references import PreparedReference, References
+from services.reward_api.sandbox import TaskFailure, WorkerPool
 from services.reward_api.scoring import (
     Outcome,
     ReferenceRender,
     RenderJob,
-    is_blank,
     policy_limits,
     render_job,
     render_reference,
@@ -60,8 +51,6 @@ from services.reward_api.scoring import (
 )
 from services.reward_api.svg.extract import extract_svg
 from services.reward_api.svg.policy import PolicyLimits
-
-MAX_REFERENCE_PIXELS = 64 * 1024 * 1024
 
 
 class Backend(Protocol):
@@ -147,28 +136,6 @@ class LocalBackend:
         return self.pool.run(partial(score_svg, job=job), svgs, context_key=key, context=reference, deadline=deadline)
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedReference:
-    """A group's reference, rendered once and shared by all its rollouts (and later groups)."""
-
-    key: str
-    canvas: Canvas | None  # None for a text-only (Text2SVG) reference
-    intrinsic_size: tuple[float, float]
-    length: int | None
-    blank: bool
-    structure: Structure | None = None  # what the guards compare candidates with (SVG references only)
-
-    @property
-    def carries(self) -> frozenset[Requirement]:
-        """What components may require of it (``Component.requires``/``applies_with``), the prompt aside."""
-        carried: set[Requirement] = set()
-        if self.canvas is not None:
-            carried.add("image")
-        if self.length is not None:
-            carried.add("svg")
-        return frozenset(carried)
-
-
 class Pipeline:
     """Scores rollout groups with one settings object and one backend.
 
@@ -180,11 +147,8 @@ class Pipeline:
         check_settings(settings)
         self.settings = settings
         self.backend = backend
-        self._references: LRU[str, PreparedReference] = LRU(settings.reference_cache_size)
-        self._preparing: dict[str, Future[PreparedReference]] = {}  # references being rendered now
-        self._features: LRU[tuple[str, str], np.ndarray] = LRU(settings.feature_cache_size)
+        self.references = References(settings, backend)
         self._judge = JudgeStage(settings)
-        self._lock = threading.Lock()
         self._limits = policy_limits(settings)
 
     @classmethod
@@ -233,8 +197,10 @@ class Pipeline:
         features = sorted({f for c in components if c.stage == "model" for f in c.features})
         # Text is cut whenever a text reward is in play, whatever the declared task: otherwise writing
         # the prompt as <text> wins clip_text (or a text judge).
-        text_task = request.task == "text2svg" or reference.canvas is None or any(
-            c.strips_text and weights[c.name] != 0.0 for c in components
+        text_task = (
+            request.task == "text2svg"
+            or reference.canvas is None
+            or any(c.strips_text and weights[c.name] != 0.0 for c in components)
         )
         judged = any(c.stage == "judge" for c in components)
         rubric = self._judge.rubric(request.task == "text2svg" or reference.canvas is None)
@@ -370,7 +336,7 @@ class Pipeline:
             return {}, {}, None
         wanted = sorted({f for c in components if c.stage == "model" for f in c.reference_features})
         try:
-            ref = self._reference_features(reference, request.reference.text, wanted)
+            ref = self.references.features(reference, request.reference.text, wanted)
             inputs = {f: [o.images[FEATURES[f].input] for o in outcomes] for f in features}
             cand = self.backend.embed(inputs) if outcomes else {}
         except BackendError as exc:
@@ -379,69 +345,9 @@ class Pipeline:
             return {}, {}, "model scoring failed: the backend returned the wrong number of embeddings"
         return cand, ref, None
 
-    def _reference_features(
-        self, reference: PreparedReference, text: str | None, wanted: list[str]
-    ) -> dict[str, np.ndarray]:
-        """The reference's features, embedded once per content hash and kept in an LRU."""
-        keys = {f: _feature_key(reference, text, f) for f in wanted if FEATURES[f].input != "text" or text}
-        found = {f: v for f, k in keys.items() if (v := self._features.get(k)) is not None}
-        missing = {f: k for f, k in keys.items() if f not in found}
-        if missing:
-            inputs: dict[str, list[Any]] = {}
-            for f in missing:
-                kind = FEATURES[f].input
-                if kind == "text":
-                    inputs[f] = [text]
-                    continue
-                assert reference.canvas is not None  # _check_reference: image features need an image reference
-                inputs[f] = [reference.canvas.edges if kind == "edges" else reference.canvas.image]
-            embedded = self.backend.embed(inputs)
-            for f, k in missing.items():
-                found[f] = embedded[f][0]
-                self._features.put(k, found[f])
-        return found
-
     def prepare_reference(self, reference: ReferenceIn, *, tokens: int | None = None) -> PreparedReference:
-        """Render or decode the reference once; later groups with the same content reuse it."""
-        s = self.settings
-        content = reference.svg if reference.svg is not None else reference.image_b64
-        if content is None:  # text-only (Text2SVG): nothing to render; components check what they need
-            key = hashlib.sha256(f"text|{reference.text}".encode("utf-8", "surrogatepass")).hexdigest()
-            return PreparedReference(key, None, (0.0, 0.0), None, False)
-        kind = "svg" if reference.svg is not None else "image"
-        key = hashlib.sha256(
-            f"{kind}|{s.size}|{s.renderer}|{s.font_family}|{content}".encode("utf-8", "surrogatepass")
-        ).hexdigest()
-        # Single flight: concurrent groups with the same reference (OpenRLHF sends one sample per
-        # request) wait for the one render in progress instead of each rendering it again.
-        with self._lock:
-            cached = self._references.get(key)
-            flight = self._preparing.get(key) if cached is None else None
-            owner = cached is None and flight is None
-            if owner:
-                flight = self._preparing[key] = Future()
-        if owner:
-            assert flight is not None
-            try:
-                cached = (
-                    self._render_reference(key, reference.svg)
-                    if reference.svg is not None
-                    else self._decode_reference(key, content)
-                )
-            except BaseException as exc:
-                flight.set_exception(exc)
-                raise
-            else:
-                flight.set_result(cached)
-                with self._lock:
-                    self._references.put(key, cached)
-            finally:
-                with self._lock:
-                    self._preparing.pop(key, None)
-        elif cached is None:
-            assert flight is not None
-            cached = flight.result()  # the owner's error, if it failed, is this group's too
-        return replace(cached, length=tokens) if tokens is not None else cached
+        """Render or decode the reference once (``References.prepare``); later groups reuse it."""
+        return self.references.prepare(reference, tokens=tokens)
 
     # helpers ----------------------------------------------------------------------------------
     def _job(
@@ -462,43 +368,6 @@ class Pipeline:
             return_images=return_images,
             strip_text=strip_text,
         )
-
-    def _render_reference(self, key: str, svg: str) -> PreparedReference:
-        # Ground truth may embed rasters; everything else in the policy still applies.
-        job = self._job(None, (), replace(self._limits, reject_embedded_raster=False))
-        rendered = self.backend.render_reference(svg, job, deadline=time.monotonic() + self.settings.request_deadline_s)
-        # The pool already tried a crash on a second worker: the reference itself hangs or kills renderers.
-        # Anything else (a stalled or lost worker, a deadline, Redis) is ours: BackendError, a retryable 503.
-        if isinstance(rendered, (TaskTimeout, TaskCrash)):
-            raise BadReferenceError(f"reference SVG could not be rendered: {type(rendered).__name__}: {rendered}")
-        if isinstance(rendered, TaskFailure):
-            raise BackendError(f"render backend failed on the reference: {type(rendered).__name__}: {rendered}")
-        if rendered.image is None:
-            raise BadReferenceError(f"reference SVG is {rendered.status.value}: {rendered.detail}")
-        canvas = Canvas(rendered.image)
-        extraction = extract_svg(svg)
-        document = extraction.svg or svg
-        return PreparedReference(
-            key,
-            canvas,
-            rendered.intrinsic_size,
-            char_length(document),
-            self._is_blank(canvas),
-            structure(document),
-        )
-
-    def _decode_reference(self, key: str, image_b64: str) -> PreparedReference:
-        try:
-            data = base64.b64decode(image_b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise BadReferenceError(f"reference image_b64 is not valid base64: {exc}") from None
-        image = _decode_image(data)
-        h, w = image.shape[:2]
-        canvas = Canvas(_letterbox(image, self.settings.size, self.settings.size))
-        return PreparedReference(key, canvas, (float(w), float(h)), None, self._is_blank(canvas))
-
-    def _is_blank(self, canvas: Canvas) -> bool:
-        return is_blank(canvas, self.settings.blank_fraction)
 
 
 def render_pool(settings: Settings) -> WorkerPool:
@@ -532,12 +401,6 @@ def _check_reference(components: Sequence[Any], reference: PreparedReference, re
         )
 
 
-def _feature_key(reference: PreparedReference, text: str | None, feature: str) -> tuple[str, str]:
-    if FEATURES[feature].input == "text":
-        return hashlib.sha256(f"text|{text}".encode("utf-8", "surrogatepass")).hexdigest(), feature
-    return reference.key, feature
-
-
 def _infrastructure_or_render_failure(
     failure: TaskFailure, penalty: float, components: dict[str, float]
 ) -> RolloutResult:
@@ -550,40 +413,3 @@ def _infrastructure_or_render_failure(
     return RolloutResult(
         reward=None, components={}, status=Status.error, flags=[], detail=f"{type(failure).__name__}: {failure}"
     )
-
-
-def _decode_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes to BGR uint8, transparency composited on white."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise BadReferenceError(f"reference image cannot be read: {exc}") from None
-    if width * height > MAX_REFERENCE_PIXELS:
-        raise BadReferenceError(f"reference image is {width}x{height}, over {MAX_REFERENCE_PIXELS} pixels")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise BadReferenceError("reference image cannot be decoded (PNG or JPEG expected)")
-    if image.dtype != np.uint8:
-        image = (image / 257).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-        return (image[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-    return image
-
-
-def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Fit ``image`` inside the canvas keeping its aspect, centred on white (as SVG 'meet' does)."""
-    h, w = image.shape[:2]
-    scale = min(width / w, height / h)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = resized
-    return canvas

@@ -59,9 +59,10 @@ def test_reference_embeddings_are_cached_by_content(model_pipeline: Pipeline) ->
     reference = svg_dev_files()[20].read_text()
     request = ScoreRequest(reference={"svg": reference}, completions=[reference], profile="dreamsim")
     model_pipeline.score_group(request)
-    cached = len(model_pipeline._features)
+    cached = len(model_pipeline.references._features)
     again = model_pipeline.score_group(request)
-    assert len(model_pipeline._features) == cached and again.results[0].components["dreamsim"] == pytest.approx(1.0)
+    assert len(model_pipeline.references._features) == cached
+    assert again.results[0].components["dreamsim"] == pytest.approx(1.0)
 
 
 def test_text2svg_scores_clip_text_with_text_removed(model_pipeline: Pipeline) -> None:

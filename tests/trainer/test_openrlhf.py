@@ -58,8 +58,8 @@ def test_one_sample_per_request_shares_the_reference_render(
     tmp_path: Path, settings: Settings, live: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     renders: list[object] = []
-    render = live._render_reference
-    monkeypatch.setattr(live, "_render_reference", lambda *a, **k: renders.append(a) or render(*a, **k))
+    render = live.references._render
+    monkeypatch.setattr(live.references, "_render", lambda *a, **k: renders.append(a) or render(*a, **k))
     with running(create_app(settings, pipeline=live)) as url:
         got = _rollouts(tmp_path, url, [{"prompt": PROMPT, "label": A, "response": r} for r in RESPONSES])
         together = httpx.post(

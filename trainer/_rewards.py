@@ -111,9 +111,9 @@ class _SVGReward:
 
     The total also reports, through TRL's ``log_metric`` hook, the mean of every component the
     service returned (``rewards/<component>/mean``, the keys per-component functions would log)
-    and the shares of rollouts that were not ``ok``, carried a flag or got no reward (``rlrf/non_ok``,
-    ``rlrf/flagged``, ``rlrf/unscored``): one function keeps the service's step schedule and still
-    shows its parts.
+    and the shares of rollouts that were not ``ok``, were ``ok`` but flagged (a guard fired: a hack
+    in the making) or got no reward (``rlrf/non_ok``, ``rlrf/flagged``, ``rlrf/unscored``): one
+    function keeps the service's step schedule and still shows its parts.
     """
 
     def __init__(self, service: _Service, component: str | None) -> None:
@@ -144,7 +144,8 @@ def batch_metrics(results: Sequence[dict[str, Any] | None]) -> dict[str, float]:
                 sums.setdefault(name, []).append(float(value))
     out = {f"rewards/{name}/mean": sum(v) / len(v) for name, v in sorted(sums.items())}
     out["rlrf/non_ok"] = sum(r["status"] != "ok" for r in scored) / len(scored)
-    out["rlrf/flagged"] = sum(bool(r.get("flags")) for r in scored) / len(scored)
+    # Failed rollouts carry their status as a flag; only an ok rollout's flags are guards that fired.
+    out["rlrf/flagged"] = sum(r["status"] == "ok" and bool(r.get("flags")) for r in scored) / len(scored)
     out["rlrf/unscored"] = (len(results) - len(scored)) / len(results)  # infrastructure errors: no reward
     return out
 

@@ -3,7 +3,7 @@
 Install with ``pip install 'rlrf[trainer]'`` (no renderers). See trainer/README.md.
 """
 
-from trainer._client import AsyncRewardClient, RewardClient
+from trainer._client import AsyncRewardClient, RewardClient, RolloutResult, ScoreResponse
 from trainer._exceptions import RequestRejected, RewardServiceError, ServiceUnavailable
 from trainer._rewards import get_component_rewards, get_svg_reward
 
@@ -12,6 +12,8 @@ __all__ = [
     "RequestRejected",
     "RewardClient",
     "RewardServiceError",
+    "RolloutResult",
+    "ScoreResponse",
     "ServiceUnavailable",
     "get_component_rewards",
     "get_svg_reward",

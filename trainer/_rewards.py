@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from trainer._client import AsyncRewardClient
+from trainer._client import AsyncRewardClient, RolloutResult, ScoreResponse
 from trainer._exceptions import RewardServiceError
 
 log = logging.getLogger("trainer.rewards")
@@ -41,12 +41,12 @@ class _Service:
         self.url, self.token, self.profile, self.weights, self.retries = url, token, profile, weights, retries
         self.run_id = run_id
         self._client: AsyncRewardClient | None = None
-        self._batches: OrderedDict[str, asyncio.Future[list[dict[str, Any] | None]]] = OrderedDict()
+        self._batches: OrderedDict[str, asyncio.Future[list[RolloutResult | None]]] = OrderedDict()
         # Set by trainer.callbacks.RenderLogCallback: every `render_every` steps the first
         # `render_groups` groups ask for thumbnails, kept in `rendered` as (step, [(group, answer)]).
         self.render_every = 0
         self.render_groups = 0
-        self.rendered: tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]] | None = None
+        self.rendered: tuple[int, list[tuple[dict[str, Any], ScoreResponse]]] | None = None
         self._next_render = 0
 
     def __getstate__(self) -> dict[str, Any]:  # picklable: clients and futures are rebuilt lazily
@@ -62,7 +62,7 @@ class _Service:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
-    async def results(self, kwargs: dict[str, Any]) -> list[dict[str, Any] | None]:
+    async def results(self, kwargs: dict[str, Any]) -> list[RolloutResult | None]:
         """Per-completion result dicts (``None``: no reward), one service round per batch."""
         groups, slots = _groups(kwargs, self.profile, self.weights)
         key = hashlib.sha256(repr((groups, slots)).encode("utf-8", "surrogatepass")).hexdigest()
@@ -80,7 +80,7 @@ class _Service:
                 raise
         return await asyncio.shield(future)
 
-    async def _score(self, groups: list[dict[str, Any]], slots: list[tuple[int, int]]) -> list[dict[str, Any] | None]:
+    async def _score(self, groups: list[dict[str, Any]], slots: list[tuple[int, int]]) -> list[RolloutResult | None]:
         if self._client is None:
             self._client = AsyncRewardClient(self.url, token=self.token, retries=self.retries, run_id=self.run_id)
         step = groups[0].get("step") if groups else None
@@ -95,7 +95,7 @@ class _Service:
         if render and step is not None:
             self._next_render = step + self.render_every
             self.rendered = (step, [(g, a) for g, a in zip(groups, answers) if a.get("renders")])
-        out: list[dict[str, Any] | None] = []
+        out: list[RolloutResult | None] = []
         for group_index, position in slots:
             result = answers[group_index]["results"][position]
             if result["status"] == "error":
@@ -132,7 +132,7 @@ class _SVGReward:
         return [None if r is None else r["reward"] for r in results]
 
 
-def batch_metrics(results: Sequence[dict[str, Any] | None]) -> dict[str, float]:
+def batch_metrics(results: Sequence[RolloutResult | None]) -> dict[str, float]:
     """Component means and failure/flag shares over the scored rollouts of one batch."""
     scored = [r for r in results if r is not None]
     if not scored:

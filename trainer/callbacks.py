@@ -20,6 +20,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from trainer._client import ScoreResponse
 from trainer._rewards import _Service, _SVGReward
 
 _TILE = 128  # the service's thumbnails are at most 128 px a side
@@ -117,7 +118,7 @@ class RenderLogCallback(TrainerCallback):
             self._writer = None
 
     # what is logged -----------------------------------------------------------------------------------
-    def rows(self, groups: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    def rows(self, groups: list[tuple[dict[str, Any], ScoreResponse]]) -> list[dict[str, Any]]:
         """One row per shown rollout: group, index, reward, status, flags, components and images."""
         rows = []
         for g, (request, answer) in enumerate(groups):

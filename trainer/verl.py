@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from trainer._client import AsyncRewardClient, RewardClient
+from trainer._client import AsyncRewardClient, RewardClient, ScoreResponse
 from trainer._exceptions import RewardServiceError
 
 COMPONENTS = ("pixel_l2", "canny_l2", "length")
@@ -90,7 +90,7 @@ def compute_score_batch(
     bodies = [_body(s, t, i, kwargs) for s, t, i in zip(solution_strs, ground_truths, infos, strict=True)]
     groups, slots = _group([((t, b.get("step")), b) for t, b in zip(ground_truths, bodies, strict=True)])
     keys = list(groups)
-    answers: dict[_Key, dict[str, Any]] = {}
+    answers: dict[_Key, ScoreResponse] = {}
     for start in range(0, len(keys), MAX_GROUPS):
         chunk = keys[start : start + MAX_GROUPS]
         answers.update(zip(chunk, _client().score_batch([groups[k] for k in chunk]), strict=True))
@@ -122,7 +122,7 @@ class _Batcher:
         groups, slots = _group([(key, body) for key, body, _ in batch])
         keys = list(groups)
         try:
-            answers: dict[_Key, dict[str, Any]] = {}
+            answers: dict[_Key, ScoreResponse] = {}
             for start in range(0, len(keys), MAX_GROUPS):
                 chunk = keys[start : start + MAX_GROUPS]
                 answers.update(zip(chunk, await self.client.score_batch([groups[k] for k in chunk]), strict=True))
@@ -178,11 +178,13 @@ def _group(
     return groups, slots
 
 
-def _scores(answer: dict[str, Any], position: int = 0) -> dict[str, Any]:
+def _scores(answer: ScoreResponse, position: int = 0) -> dict[str, Any]:
     result = answer["results"][position]
     if result["status"] == "error":
         raise RewardServiceError(f"reward service could not score this rollout: {result.get('detail')}")
-    out: dict[str, Any] = {"score": float(result["reward"])}
+    reward = result["reward"]
+    assert reward is not None  # only an "error" has no reward
+    out: dict[str, Any] = {"score": float(reward)}
     for name in COMPONENTS:
         out[name] = float(result["components"].get(name, 0.0))
     out["status"] = result["status"]

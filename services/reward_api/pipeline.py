@@ -30,7 +30,7 @@ from services.reward_api.core.errors import (
     RewardError,
     UnavailableComponentError,
 )
-from services.reward_api.core.results import GroupResult, RolloutResult, Status
+from services.reward_api.core.results import Capture, GroupResult, RolloutResult, Status
 from services.reward_api.core.schemas import ReferenceIn, ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.failures import failure_status
@@ -177,10 +177,17 @@ class Pipeline:
         self.close()
 
     # the pipeline -----------------------------------------------------------------------------
-    def score_group(self, request: ScoreRequest, *, capture: bool = False) -> GroupResult:
+    def score_group(self, request: ScoreRequest) -> GroupResult:
         """Score every completion of one group against its reference, in completion order.
 
-        ``capture``: also bring every render back and keep it on the result for the dashboard.
+        Raises:
+            BadReferenceError, BackendError, UnknownProfileError, UnavailableComponentError: as
+                ``score_group_captured``.
+        """
+        return self._score_group(request, capture=False)[0]
+
+    def score_group_captured(self, request: ScoreRequest) -> tuple[GroupResult, Capture]:
+        """``score_group``, with every render brought back from the workers (the dashboard, thumbnails).
 
         Raises:
             BadReferenceError: the reference cannot be rendered or decoded (the caller's data), or
@@ -189,6 +196,11 @@ class Pipeline:
             UnknownProfileError: unknown profile or component in ``weights``.
             UnavailableComponentError: a weighted component's model or judge is not configured.
         """
+        result, capture = self._score_group(request, capture=True)
+        assert capture is not None
+        return result, capture
+
+    def _score_group(self, request: ScoreRequest, *, capture: bool) -> tuple[GroupResult, Capture | None]:
         started = time.perf_counter()
         weights = resolve_weights(request.profile or self.settings.profile, request.weights, request.step)
         components = [COMPONENTS[name] for name in weights]
@@ -316,12 +328,12 @@ class Pipeline:
         if features or judged:
             timings["models_judge"] = 1e3 * (modelled - scored)
         group = GroupResult(results=results, timings_ms=timings)
-        if capture:
-            renders = [
-                o.images.get("rgb") if isinstance(o := by_index.get(i), Outcome) else None for i in range(len(results))
-            ]
-            group._renders = (reference.canvas.image if reference.canvas is not None else None, renders)
-        return group
+        if not capture:
+            return group, None
+        renders = [
+            o.images.get("rgb") if isinstance(o := by_index.get(i), Outcome) else None for i in range(len(results))
+        ]
+        return group, Capture(reference.canvas.image if reference.canvas is not None else None, renders)
 
     def _model_features(
         self,

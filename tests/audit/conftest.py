@@ -24,12 +24,10 @@ class Scorer:
     def score(
         self, reference: str, candidates: list[str], *, profile: str = "rlrf-im2svg", task: str = "im2svg"
     ) -> list[tuple[RolloutResult, np.ndarray | None]]:
-        group = self.pipeline.score_group(
-            ScoreRequest(reference={"svg": reference}, completions=candidates, profile=profile, task=task),
-            capture=True,
+        group, capture = self.pipeline.score_group_captured(
+            ScoreRequest(reference={"svg": reference}, completions=candidates, profile=profile, task=task)
         )
-        assert group._renders is not None
-        return list(zip(group.results, group._renders[1]))
+        return list(zip(group.results, capture.rollouts))
 
 
 @pytest.fixture(scope="session")

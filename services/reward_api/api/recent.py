@@ -1,7 +1,7 @@
 """The last N scored groups, with their renders, for ``/dashboard``.
 
 Bringing renders back from the workers costs a copy per rollout, so groups are *sampled*: at most
-one per ``dashboard_interval_s`` is scored with ``capture=True``. A training run therefore shows
+one per ``dashboard_interval_s`` is scored with ``Pipeline.score_group_captured``. A training run therefore shows
 a fresh group every second or so without paying for 2,048 images a step.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from services.reward_api import png
-from services.reward_api.core.results import GroupResult
+from services.reward_api.core.results import Capture, GroupResult
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 
@@ -33,11 +33,11 @@ class Renders(BaseModel):
     rollouts: list[str | None] = Field(description="One per completion, in order; null where nothing rendered.")
 
     @classmethod
-    def of(cls, result: GroupResult) -> Renders | None:
-        if result._renders is None:
-            return None
-        reference, renders = result._renders
-        return cls(reference=data_url(reference, _RETURNED), rollouts=[data_url(i, _RETURNED) for i in renders])
+    def of(cls, capture: Capture) -> Renders:
+        return cls(
+            reference=data_url(capture.reference, _RETURNED),
+            rollouts=[data_url(i, _RETURNED) for i in capture.rollouts],
+        )
 
 
 class RecentGroups:
@@ -62,11 +62,9 @@ class RecentGroups:
             self._last = now
             return True
 
-    def add(self, request: ScoreRequest, result: GroupResult) -> None:
-        """Keep a captured group (one that carries renders); others are ignored."""
-        if result._renders is None:
-            return
-        reference, renders = result._renders
+    def add(self, request: ScoreRequest, result: GroupResult, capture: Capture) -> None:
+        """Keep a captured group, its renders as thumbnails."""
+        reference, renders = capture.reference, capture.rollouts
         rollouts = [
             {
                 "reward": r.reward,

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from services.reward_api.api.recent import data_url
 from services.reward_api.core.errors import NotFoundError
-from services.reward_api.core.results import GroupResult, Status
+from services.reward_api.core.results import Capture, GroupResult, Status
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 
@@ -152,11 +152,11 @@ class RunStats:
             step.captures += 1
             return True
 
-    def add(self, request: ScoreRequest, result: GroupResult) -> None:
+    def add(self, request: ScoreRequest, result: GroupResult, capture: Capture | None = None) -> None:
         """Fold a scored group into its run's step (groups without a ``step`` are not training traffic)."""
         if self.max_runs == 0 or request.step is None:
             return
-        shown = _candidates(request, result) if result._renders is not None else None
+        shown = _candidates(request, result, capture) if capture is not None else None
         with self._lock:
             run_id = request.run_id or DEFAULT_RUN
             step = self._step(run_id, request.step)
@@ -284,10 +284,9 @@ class RunStats:
         return run
 
 
-def _candidates(request: ScoreRequest, result: GroupResult) -> list[dict[str, Any]]:
+def _candidates(request: ScoreRequest, result: GroupResult, capture: Capture) -> list[dict[str, Any]]:
     """Every rollout of a captured group, images still raw (thumbnailed only if kept)."""
-    assert result._renders is not None
-    reference, renders = result._renders
+    reference, renders = capture.reference, capture.rollouts
     return [
         {
             "index": i,

@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -20,13 +21,20 @@ from services.reward_api.api.metrics import Metrics
 from services.reward_api.api.recent import RecentGroups
 from services.reward_api.api.runs import RunCollector, RunStats
 from services.reward_api.core.errors import OverloadedError, RequestTooLargeError
-from services.reward_api.core.results import GroupResult
+from services.reward_api.core.results import Capture, GroupResult
 from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.pipeline import Pipeline
 
 _GROUP_THREADS = 64  # groups scored at once; the render workers are the real limit
 _MAX_RETRY_AFTER_S = 60
+
+
+class Scored(NamedTuple):
+    """One group's result, and its renders when they were brought back."""
+
+    result: GroupResult
+    capture: Capture | None
 
 
 class RewardService:
@@ -45,7 +53,7 @@ class RewardService:
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None  # made inside the app's event loop
 
-    async def score_groups(self, requests: Sequence[ScoreRequest]) -> list[GroupResult]:
+    async def score_groups(self, requests: Sequence[ScoreRequest]) -> list[Scored]:
         """Score several groups concurrently (one admission for all), in order."""
         rollouts = sum(len(r.completions) for r in requests)
         if self._limiter is None:
@@ -54,7 +62,7 @@ class RewardService:
         self._admit(rollouts)
         started = time.monotonic()
         try:
-            outcomes: list[GroupResult | Exception | None] = [None] * len(requests)
+            outcomes: list[Scored | Exception | None] = [None] * len(requests)
 
             async def one(index: int, request: ScoreRequest) -> None:
                 try:
@@ -67,16 +75,16 @@ class RewardService:
                     group.start_soon(one, index, request)
         finally:
             self._release(rollouts, time.monotonic() - started)
-        results: list[GroupResult] = []
+        results: list[Scored] = []
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
             assert outcome is not None
-            self.metrics.observe(outcome)
+            self.metrics.observe(outcome.result)
             results.append(outcome)
         return results
 
-    def _score(self, request: ScoreRequest) -> GroupResult:
+    def _score(self, request: ScoreRequest) -> Scored:
         """One group, in a worker thread; it goes to its run's step, and a sampled one to the dashboard.
 
         Renders are brought back only when asked (``renders``), for the dashboard's sample, or for
@@ -84,11 +92,15 @@ class RewardService:
         """
         sampled = self.recent.want()
         for_run = self.runs.want(request)
-        result = self.pipeline.score_group(request, capture=sampled or for_run or request.renders)
-        if sampled:
-            self.recent.add(request, result)
-        self.runs.add(request, result)
-        return result
+        capture: Capture | None = None
+        if sampled or for_run or request.renders:
+            result, capture = self.pipeline.score_group_captured(request)
+        else:
+            result = self.pipeline.score_group(request)
+        if sampled and capture is not None:
+            self.recent.add(request, result, capture)
+        self.runs.add(request, result, capture)
+        return Scored(result, capture)
 
     def _admit(self, rollouts: int) -> None:
         limit = self.settings.inflight_limit

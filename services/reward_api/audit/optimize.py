@@ -115,10 +115,10 @@ def optimize(
     for generation in range(generations):
         xs = es.ask()
         svgs = [to_svg(x, size) for x in xs]
-        group = pipeline.score_group(
-            ScoreRequest(reference={"svg": svg}, completions=svgs, profile=profile, step=step), capture=True
+        group, capture = pipeline.score_group_captured(
+            ScoreRequest(reference={"svg": svg}, completions=svgs, profile=profile, step=step)
         )
-        renders = group._renders[1] if group._renders is not None else [None] * len(svgs)
+        renders = capture.rollouts
         rewards = [r.reward if r.reward is not None else -1e9 for r in group.results]
         for r in group.results:
             for key in {r.status.value, *r.flags}:

@@ -271,12 +271,14 @@ def _score(
         weights=weights,
         step=step,
     )
-    group = pipeline.score_group(request, capture=renders is not None)
-    if renders is not None and group._renders is not None:
-        for (label, _), image in zip(items, group._renders[1]):
+    if renders is None:
+        group = pipeline.score_group(request)
+    else:
+        group, capture = pipeline.score_group_captured(request)
+        for (label, _), image in zip(items, capture.rollouts):
             if label not in renders and (label == f"honest@{gen.MILD:g}" or not label.startswith(("honest", "ref"))):
                 renders[label] = _thumbnail(image)
-        renders.setdefault("target", _thumbnail(group._renders[0]))
+        renders.setdefault("target", _thumbnail(capture.reference))
     return {label: result for (label, _), result in zip(items, group.results)}
 
 

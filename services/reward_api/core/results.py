@@ -7,10 +7,11 @@ never look like a bad drawing to the trainer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr
+import numpy as np
+from pydantic import BaseModel, Field
 
 
 class Status(str, Enum):
@@ -47,10 +48,17 @@ class GroupResult(BaseModel):
 
     results: list[RolloutResult]
     timings_ms: dict[str, float] = Field(default_factory=dict)
-    # Renders kept for the dashboard when the pipeline was asked to capture them (never serialised):
-    # the reference canvas and one BGR image (or None) per rollout.
-    _renders: tuple[Any, list[Any]] | None = PrivateAttr(default=None)
 
     @property
     def rewards(self) -> list[float | None]:
         return [r.reward for r in self.results]
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """The renders of a group scored with ``Pipeline.score_group_captured`` (the dashboard, thumbnails,
+    the audit's report): the reference canvas and one BGR uint8 image per rollout, ``None`` where
+    nothing rendered. Never serialised as it is."""
+
+    reference: np.ndarray | None
+    rollouts: list[np.ndarray | None]

@@ -90,7 +90,7 @@ async def _score_holding(
         except (BackendError, OverloadedError) as exc:
             failed, cause = pending, f"{type(exc).__name__}: {exc}"
         else:
-            for (ref, members), group in zip(pending, results, strict=True):
+            for (ref, members), (group, _) in zip(pending, results, strict=True):
                 retry = [i for i, r in zip(members, group.results, strict=True) if r.status is Status.error]
                 out.update((i, r) for i, r in zip(members, group.results, strict=True) if r.status is not Status.error)
                 if retry:

@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 from services._http import error_responses
 from services.reward_api.api.deps import ServiceDep, require_token
 from services.reward_api.api.recent import Renders
-from services.reward_api.core.results import GroupResult, RolloutResult
+from services.reward_api.api.service import Scored
+from services.reward_api.core.results import RolloutResult
 from services.reward_api.core.schemas import ScoreRequest
 
 router = APIRouter(
@@ -27,8 +28,9 @@ class ScoreResponse(BaseModel):
     renders: Renders | None = Field(None, description="Thumbnails, only when the request set 'renders'.")
 
     @classmethod
-    def of(cls, result: GroupResult, *, renders: bool = False) -> ScoreResponse:
-        thumbnails = Renders.of(result) if renders else None
+    def of(cls, scored: Scored, *, renders: bool = False) -> ScoreResponse:
+        result, capture = scored
+        thumbnails = Renders.of(capture) if renders and capture is not None else None
         return cls(rewards=result.rewards, results=result.results, timings_ms=result.timings_ms, renders=thumbnails)
 
 

@@ -75,6 +75,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from services.reward_api.audit import optimize as opt
     from services.reward_api.audit import report
     from services.reward_api.audit import run as audit_run
+    from services.reward_api.core.errors import InputError
     from services.reward_api.core.settings import Settings
 
     settings = Settings(**{k: v for k, v in {"size": args.size, "workers": args.workers}.items() if v})
@@ -83,7 +84,7 @@ def run_cli(args: argparse.Namespace) -> int:
     weights = parse_weights(args.weight)
     refs = audit_run.load_references(args.refs, args.limit)
     if not refs:
-        raise SystemExit(f"rlrf: error: no references in {args.refs}")
+        raise InputError(f"no references in {args.refs}")
     profiles = args.profile or audit_run.shipped_profiles()
     result = audit_run.run_audit(
         refs,

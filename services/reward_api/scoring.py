@@ -79,8 +79,7 @@ class Outcome:
     detail: str | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)
     # The candidate's structure for the pipeline's guards, computed here so the parse runs in the
-    # render workers; ``None`` (distributed mode's wire format does not carry it) means the pipeline
-    # computes it itself.
+    # render workers (distributed mode's wire format carries it); ``None`` means the pipeline computes it.
     structure: Structure | None = None
 
 

@@ -227,3 +227,17 @@ def test_a_slow_group_does_not_hold_up_the_next_in_celery_mode(system_redis: str
         thread.join(timeout=120)
     assert {r.status for r in normal.results} == {Status.ok}
     assert waited < 4.0, waited
+
+
+def test_the_guards_counts_travel_with_each_outcome(settings) -> None:  # type: ignore[no-untyped-def]
+    """A worker's outcome carries the candidate's structure over the wire, so the API does not parse
+    every SVG a second time for the guards (it did: Celery's API threads spent more CPU than embedded's)."""
+    from services.reward_api.guards import structure
+    from services.reward_api.scoring import render_job, score_svg
+    from services.reward_api.worker import wire
+
+    svg = svg_dev_files()[7].read_text()
+    outcome = score_svg(None, svg, job=render_job(settings))
+    assert outcome.status is Status.ok and outcome.structure == structure(svg)
+    back = wire.outcome_from_wire(wire.outcome_to_wire(outcome))
+    assert back == outcome and back.structure is not None  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ import numpy as np
 
 from services.reward_api import png
 from services.reward_api.core.results import Status
+from services.reward_api.guards import Structure
 from services.reward_api.sandbox import TaskCrash, TaskDeadline, TaskError, TaskFailure, TaskStalled, TaskTimeout
 from services.reward_api.scoring import Outcome, RenderJob
 from services.reward_api.svg.policy import PolicyLimits
@@ -54,6 +55,8 @@ def outcome_to_wire(outcome: Outcome | TaskFailure) -> dict[str, Any]:
         "flags": outcome.flags,
         "detail": outcome.detail,
         "images": {kind: b64(png.encode(image)) for kind, image in outcome.images.items()},
+        # The guards' counts travel too: without them the API would parse every SVG a second time.
+        "structure": None if outcome.structure is None else asdict(outcome.structure),
     }
 
 
@@ -61,7 +64,9 @@ def outcome_from_wire(data: dict[str, Any]) -> Outcome | TaskFailure:
     if "failure" in data:
         return _FAILURES.get(data["failure"], TaskError)(data["detail"])
     images = {kind: png.decode(unb64(encoded)) for kind, encoded in data.get("images", {}).items()}
-    return Outcome(Status(data["status"]), data["components"], data["flags"], data["detail"], images)
+    counts = data.get("structure")
+    structure = None if counts is None else Structure(**counts)
+    return Outcome(Status(data["status"]), data["components"], data["flags"], data["detail"], images, structure)
 
 
 def inputs_to_wire(inputs: Mapping[str, Sequence[Any]]) -> dict[str, list[str]]:

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from services.reward_api.core.settings import Settings
 from services.reward_api.pipeline import Pipeline
+from services.reward_api.svg.policy import check_svg
+from services.reward_api.svg.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 SVG_DEV = REPO / "data" / "svg_dev"
+
+
+def render_checked(svg: str, renderer: str, settings: Settings, size: int = 128, **check: Any) -> np.ndarray:
+    """``svg`` through the policy (``check`` goes to ``check_svg``) and one renderer, as a worker does."""
+    checked = check_svg(svg, width=size, height=size, font_family=settings.font_family, **check)
+    assert checked.document is not None, checked
+    return render(
+        checked.document,
+        width=size,
+        height=size,
+        renderer=renderer,  # type: ignore[arg-type]
+        font_file=settings.font_file,
+        font_family=settings.font_family,
+    )
 
 
 def svg_dev_files() -> list[Path]:

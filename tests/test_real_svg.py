@@ -18,26 +18,14 @@ from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.core.settings import Settings
 from services.reward_api.pipeline import Pipeline
 from services.reward_api.scoring import render_job, render_reference
-from services.reward_api.svg.policy import PolicyLimits, check_svg
+from services.reward_api.svg.policy import PolicyLimits
 from services.reward_api.svg.render import RenderCrash, RenderError, _classify, render
+from tests.conftest import render_checked as _render
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 RENDERERS = ["resvg", "cairosvg"]
 FIXTURES = Path(__file__).parent / "fixtures" / "real_svg"
 BLUE, RED, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)  # BGR
-
-
-def _render(svg: str, renderer: str, settings: Settings, size: int = 128, **limits: object) -> np.ndarray:
-    checked = check_svg(svg, width=size, height=size, limits=PolicyLimits(**limits), font_family=settings.font_family)  # type: ignore[arg-type]
-    assert checked.document is not None, checked
-    return render(
-        checked.document,
-        width=size,
-        height=size,
-        renderer=renderer,  # type: ignore[arg-type]
-        font_file=settings.font_file,
-        font_family=settings.font_family,
-    )
 
 
 def _px(image: np.ndarray, y: int, x: int) -> tuple[int, ...]:
@@ -124,7 +112,7 @@ def test_links_vector_images_and_untyped_rasters_render(renderer: str, settings:
         svg = f'<svg {NS} viewBox="0 0 10 10"><image width="10" height="10" href="{uri}"/></svg>'
         assert _px(_render(svg, renderer, settings), 64, 64) == BLUE, uri[:40]
     untyped = f'<svg {NS} viewBox="0 0 10 10"><image width="10" height="10" href="data:;base64,{_png()}"/></svg>'
-    assert _px(_render(untyped, renderer, settings, reject_embedded_raster=False), 64, 64) == RED
+    assert _px(_render(untyped, renderer, settings, limits=PolicyLimits(reject_embedded_raster=False)), 64, 64) == RED
     prefixed = (
         '<svg:svg xmlns:svg="http://www.w3.org/2000/svg" viewBox="0 0 10 10">'
         '<svg:rect width="10" height="10" fill="blue"/></svg:svg>'

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 import pyspng
@@ -12,20 +10,8 @@ import pytest
 from services.reward_api.core.settings import Settings
 from services.reward_api.svg.policy import check_svg
 from services.reward_api.svg.render import RenderError, content_extent, render
+from tests.conftest import render_checked as _render
 from tests.conftest import svg_dev_files
-
-
-def _render(svg: str, renderer: str, settings: Settings, size: int = 128, **kwargs: Any) -> np.ndarray:
-    checked = check_svg(svg, width=size, height=size, font_family=settings.font_family, **kwargs)
-    assert checked.document is not None, checked
-    return render(
-        checked.document,
-        width=size,
-        height=size,
-        renderer=renderer,  # type: ignore[arg-type]
-        font_file=settings.font_file,
-        font_family=settings.font_family,
-    )
 
 
 def test_font_file_exists(settings: Settings) -> None:

@@ -110,15 +110,7 @@ def score_svg(reference: Canvas | None, svg: str, *, job: RenderJob) -> Outcome:
 
     ``reference`` is ``None`` for a text-only group: then no render-stage component is requested.
     """
-    checked = check_svg(
-        svg,
-        width=job.width,
-        height=job.height,
-        limits=job.limits,
-        font_family=job.font_family,
-        strip_text=job.strip_text,
-        measure=content_extent,
-    )
+    checked = _check(svg, job)
     if checked.status is not Status.ok:
         return Outcome(checked.status, flags=checked.flags, detail=checked.detail)
     flags = list(checked.flags)
@@ -151,20 +143,26 @@ def render_reference(_context: object, svg: str, *, job: RenderJob) -> Reference
     if extraction.svg is None:
         why = "its <svg> never closes" if extraction.status is Status.truncated else "it has no <svg> element"
         return ReferenceRender(None, (0.0, 0.0), extraction.status, why)
-    checked = check_svg(
-        extraction.svg,
-        width=job.width,
-        height=job.height,
-        limits=job.limits,
-        font_family=job.font_family,
-        measure=content_extent,
-    )
+    checked = _check(extraction.svg, job)  # the reference's job never strips text
     if checked.status is not Status.ok:
         return ReferenceRender(None, checked.intrinsic_size, checked.status, checked.detail)
     image, failure = _render_checked(checked, job)
     if failure is not None:
         return ReferenceRender(None, checked.intrinsic_size, failure.status, failure.detail)
     return ReferenceRender(image, checked.intrinsic_size, Status.ok)
+
+
+def _check(svg: str, job: RenderJob) -> CheckedSvg:
+    """The policy check onto the job's canvas, the same for references and candidates."""
+    return check_svg(
+        svg,
+        width=job.width,
+        height=job.height,
+        limits=job.limits,
+        font_family=job.font_family,
+        strip_text=job.strip_text,
+        measure=content_extent,
+    )
 
 
 def _render_checked(checked: CheckedSvg, job: RenderJob) -> tuple[np.ndarray | None, Outcome | None]:

@@ -96,7 +96,7 @@ class ReferenceRender:
 def is_blank(canvas: Canvas, blank_fraction: float) -> bool:
     """Whether a render has nothing drawn: fewer than ``blank_fraction`` (``Settings.blank_fraction``) of its
     pixels are non-white, or differ from its most common colour (one colour flooding the canvas)."""
-    return min(canvas.ink_fraction, canvas.flat_fraction) < blank_fraction
+    return canvas.ink_fraction < blank_fraction or canvas.flat_fraction < blank_fraction
 
 
 def _blank_detail(canvas: Canvas) -> str:

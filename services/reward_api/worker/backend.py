@@ -225,6 +225,7 @@ class CeleryBackend:
         backend = self.app.backend
         pubsub: redis.client.PubSub | None = None
         subscribed: dict[str, bytes] = {}  # task id -> its result key, the channel its result is published on
+        by_channel: dict[bytes, str] = {}  # the same, the other way round
         last_epoch_check = last_resend = last_sweep = 0.0
         while not self._closed.is_set():
             now = time.monotonic()
@@ -236,10 +237,13 @@ class CeleryBackend:
                 unsent = {tid: t for tid, t in self._pending.items() if t.task_id != tid}
             try:
                 if pubsub is None:
-                    pubsub, subscribed = self.redis.pubsub(ignore_subscribe_messages=True), {}
+                    pubsub, subscribed, by_channel = self.redis.pubsub(ignore_subscribe_messages=True), {}, {}
                 gone = subscribed.keys() - set(queued)  # settled, expired or forgotten
                 if gone:
-                    pubsub.unsubscribe(*[subscribed.pop(tid) for tid in gone])
+                    channels = [subscribed.pop(tid) for tid in gone]
+                    for channel in channels:
+                        del by_channel[channel]
+                    pubsub.unsubscribe(*channels)
                 if not queued and not unsent:
                     self._epoch = None  # nothing outstanding to lose: the next task's check only records the epoch
                     self._work.wait(_SWEEP_S)
@@ -256,7 +260,7 @@ class CeleryBackend:
                     keys = {tid: _bytes(backend.get_key_for_task(tid)) for tid in new}
                     pubsub.subscribe(*keys.values())
                     subscribed.update(keys)
-                by_channel = {key: tid for tid, key in subscribed.items()}
+                    by_channel.update((key, tid) for tid, key in keys.items())
                 sweep = now - last_sweep > _SWEEP_S
                 if sweep:
                     last_sweep = now

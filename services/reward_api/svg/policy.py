@@ -375,10 +375,11 @@ def _normalise_root(
     end = _start_tag_end(data, start)
     closing = "/>" if data[end - 2 : end] == b"/>" else ">"
     size = _intrinsic_size(pairs)
-    unsized = not (_parse_viewbox(pairs.get("viewBox")) or _parse_length(pairs.get("width")))
-    if unsized and not _parse_length(pairs.get("height")) and measure is not None and closing == ">":
+    has_viewbox = _parse_viewbox(pairs.get("viewBox")) is not None
+    unsized = not (has_viewbox or _parse_length(pairs.get("width")) or _parse_length(pairs.get("height")))
+    if unsized and measure is not None and closing == ">":
         size = measure(_root_tag(scan, pairs, closing) + data[end:].decode("utf-8"))
-    if _parse_viewbox(pairs.get("viewBox")) is None:
+    if not has_viewbox:
         pairs["viewBox"] = f"0 0 {size[0]:g} {size[1]:g}"
     viewport = fit_viewport(size, width, height)
     pairs["width"], pairs["height"] = str(viewport[0]), str(viewport[1])

@@ -243,6 +243,13 @@ def _worker(args: argparse.Namespace) -> int:
     elif not state.backend.pool.wait_ready(120):  # take no task before the render processes can run it
         raise ConfigError("render workers did not start within 120 s (see the log above)")
     threads = args.threads or (32 if args.queue == "gpu" else 4 * settings.workers)
+    # ``worker_main`` drops the worker's exit code: a worker stopped by an "Unrecoverable error" (kombu's on a
+    # Redis reconnect) exited 0 and looked like a clean stop to the supervisor and to systemd. Celery's
+    # ``worker_init`` signal hands over the worker, whose ``exitcode`` is read once it has stopped.
+    from celery import signals
+
+    started: list[Any] = []
+    signals.worker_init.connect(lambda sender, **_: started.append(sender), weak=False)
     try:
         app.worker_main(
             [
@@ -260,7 +267,11 @@ def _worker(args: argparse.Namespace) -> int:
         )
     finally:
         state.close()
-    return 0
+    if not started:
+        return 1  # Celery stopped before it built a worker (it has said why)
+    # A warm shutdown sets 0, an unrecoverable error 1; a cold shutdown (SIGQUIT) sets nothing: not clean.
+    code = started[-1].exitcode
+    return 1 if code is None else int(code)
 
 
 def _serve(args: argparse.Namespace) -> int:

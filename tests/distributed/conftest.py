@@ -40,7 +40,7 @@ def distributed_settings(redis_url: str, **overrides: object) -> Settings:
     return Settings(**{**base, **overrides})
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def worker_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RLRF_")}
     for name in (
         "backend",
@@ -89,7 +89,7 @@ def workers(
             subprocess.Popen(
                 cmd,
                 cwd=REPO,
-                env=_env(settings),
+                env=worker_env(settings),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,8 +19,8 @@ from services.reward_api.core.schemas import ScoreRequest
 from services.reward_api.pipeline import Pipeline
 from tests import _hostile as h
 from tests.api.conftest import running
-from tests.conftest import svg_dev_files
-from tests.distributed.conftest import PrivateRedis, distributed_settings, workers
+from tests.conftest import REPO, svg_dev_files
+from tests.distributed.conftest import PrivateRedis, distributed_settings, worker_env, workers
 
 pytestmark = pytest.mark.slow
 
@@ -208,6 +210,64 @@ def test_a_worker_that_dies_is_started_again(system_redis: str) -> None:
         result = distributed.score_group(ScoreRequest(reference={"svg": REF}, completions=[REF, h.GOOD]))
         assert [r.status for r in result.results] == [Status.ok, Status.ok]
     assert supervisor.poll() is not None  # SIGTERM to the group stopped the supervisor and its worker
+
+
+_CRASHING_WORKER = """
+import sys
+from celery import bootsteps
+from services.reward_api import cli
+from services.reward_api.worker import tasks
+
+class Crash(bootsteps.StartStopStep):
+    def start(self, worker):
+        raise RuntimeError("injected: a step of the running worker failed")
+
+real = tasks.make_worker_app
+
+def crashing(settings):
+    app, state = real(settings)
+    app.steps["worker"].add(Crash)
+    return app, state
+
+tasks.make_worker_app = crashing
+sys.exit(cli.main(["worker", "--no-supervise", "--threads", "2"]))
+"""
+
+
+def test_a_celery_worker_that_stops_on_an_unrecoverable_error_exits_non_zero(system_redis: str) -> None:
+    """Celery's "Unrecoverable error" (what kombu's reconnect bug raises) must not look like a clean stop: the
+    supervisor, systemd and k8s restart on a non-zero exit only. The failure is injected as a worker
+    bootstep, so Celery's own code decides the exit code."""
+    from services.reward_api.worker.celery_app import make_celery
+
+    settings = distributed_settings(system_redis)
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASHING_WORKER],
+        cwd=REPO,
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Unrecoverable error" in done.stderr + done.stdout
+    assert done.returncode != 0
+
+    clean = subprocess.Popen(
+        [sys.executable, "-m", "services.reward_api.cli", "worker", "--no-supervise", "--threads", "2"],
+        cwd=REPO,
+        env=worker_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        app = make_celery(settings)
+        deadline = time.monotonic() + 90
+        while not app.control.ping(timeout=0.5):
+            assert time.monotonic() < deadline and clean.poll() is None, "the worker did not start"
+        clean.send_signal(signal.SIGTERM)  # a warm shutdown is a clean stop: 0, and the supervisor stops too
+        assert clean.wait(timeout=60) == 0
+    finally:
+        clean.kill()
 
 
 def test_a_slow_group_does_not_hold_up_the_next_in_celery_mode(system_redis: str) -> None:

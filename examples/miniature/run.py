@@ -39,6 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", type=int, default=48, help="held-out samples")
     parser.add_argument("--sft-epochs", type=float, help="override the SFT config's epochs")
     parser.add_argument("--grpo-steps", type=int, help="override the GRPO config's max_steps")
+    parser.add_argument(
+        "--sft-arg", action="append", default=[], metavar="ARG", help="passed to train_sft.py (e.g. --sft-arg=--seed=7)"
+    )
+    parser.add_argument(
+        "--grpo-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="passed to train_grpo.py (e.g. --grpo-arg=--beta=0.04)",
+    )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--require-improvement", action="store_true", help="exit 1 unless GRPO beat SFT on every seed")
     args = parser.parse_args(argv)
@@ -123,11 +133,11 @@ def run_seed(seed: int, data: dict[str, Any], directory: Path, url: str, args: a
     corpus = [r["prompt"] + r["svg"] for r in shapes.samples(args.train + args.heldout, seed=1234)[: args.train]]
     init = tiny.build(directory / "init", corpus, seed=seed)  # same tokenizer as data/tokenizer
     sft_dir, grpo_dir = directory / "sft", directory / "grpo"
-    extra = ["--num_train_epochs", str(args.sft_epochs)] if args.sft_epochs else []
+    extra = (["--num_train_epochs", str(args.sft_epochs)] if args.sft_epochs else []) + args.sft_arg
     launch("train_sft.py", CONFIGS / "sft.yaml", init, data["train"], sft_dir, seed, extra, directory / "sft.log")
     sft_eval = evaluate(sft_dir, data, directory / "eval_sft")
     sft_sampled = evaluate(sft_dir, data, directory / "eval_sft_t07", temperature=0.7)
-    extra = ["--reward_url", url] + (["--max_steps", str(args.grpo_steps)] if args.grpo_steps else [])
+    extra = ["--reward_url", url] + (["--max_steps", str(args.grpo_steps)] if args.grpo_steps else []) + args.grpo_arg
     launch(
         "train_grpo.py", CONFIGS / "grpo.yaml", sft_dir, data["train"], grpo_dir, seed, extra, directory / "grpo.log"
     )

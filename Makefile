@@ -2,7 +2,7 @@
 #   make serve  run the reward service on its embedded default (http://127.0.0.1:8000/docs)
 #   make test   ruff, mypy, then the test suite
 #   make demo   score the bundled example candidates against their reference, on the command line
-#   make demo-train  the miniature: SFT then GRPO on the service, 3 seeds, figures (about 5 min on 2 cores)
+#   make demo-train  the miniature: SFT then GRPO on the service, 3 seeds, figures (about 10 min on 2 cores)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

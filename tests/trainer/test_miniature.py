@@ -44,3 +44,7 @@ def test_shortened_miniature_produces_every_artefact(tmp_path: Path) -> None:
         assert step["completions/max_length_cap"] <= 96
     summary = json.loads((out / "summary.json").read_text())
     assert [s["seed"] for s in summary["seeds"]] == [0]
+    row = summary["seeds"][0]
+    for stage in ("sft", "grpo"):  # held-out prompts sampled as rollouts and scored by the service
+        assert row[f"heldout_reward_{stage}"] is not None
+        assert 0.0 <= row[f"heldout_non_ok_{stage}"] <= 1.0 and 0.0 <= row[f"heldout_flagged_{stage}"] <= 1.0

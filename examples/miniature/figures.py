@@ -82,7 +82,7 @@ def bar_chart(path: Path, title: str, groups: dict[str, dict[str, float]], note:
 
 def render_grid(path: Path, columns: list[str], rows: list[list[str | None]], captions: list[list[str]]) -> None:
     """A grid of thumbnails (data URLs from the service's ``renders``), one row per sample."""
-    tile, cap = 128, 28
+    tile, cap = 128, 30
     image = Image.new("RGB", (len(columns) * (tile + 6) + 6, 20 + len(rows) * (tile + cap + 6)), "white")
     draw = ImageDraw.Draw(image)
     for c, name in enumerate(columns):
@@ -99,7 +99,13 @@ def render_grid(path: Path, columns: list[str], rows: list[list[str | None]], ca
                 thumb.thumbnail((tile, tile))
                 image.paste(thumb, (left, top))
                 draw.rectangle([left, top, left + tile - 1, top + tile - 1], outline=(200, 200, 200))
-            draw.text((left, top + tile + 2), captions[r][c][:22], fill=(0, 0, 0))
+            # Two lines of at most 21 characters: the tile's width in Pillow's default font.
+            words, lines = captions[r][c].split(), [""]
+            for word in words:
+                if lines[-1] and len(lines[-1]) + 1 + len(word) > 21:
+                    lines.append("")
+                lines[-1] = f"{lines[-1]} {word}".strip()
+            draw.text((left, top + tile + 2), "\n".join(line[:21] for line in lines[:2]), fill=(0, 0, 0))
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
 

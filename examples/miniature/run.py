@@ -196,7 +196,7 @@ def heldout_rollouts(model: Path, data: dict[str, Any], url: str, k: int = 8) ->
     """The reward GRPO optimises, on prompts it never trained on: ``k`` completions per held-out prompt,
     sampled as the rollouts are (T=0.7, seeded), scored by the service in one group per prompt.
 
-    Training rewards are per-step means over 8 fresh prompts, so they jump by more than GRPO moves them;
+    Training rewards are per-step means over a step's fresh prompts, so they jump by more than GRPO moves them;
     the same held-out prompts before and after compare like with like."""
     from transformers import AutoTokenizer
 

@@ -227,6 +227,7 @@ class CeleryBackend:
         subscribed: dict[str, bytes] = {}  # task id -> its result key, the channel its result is published on
         by_channel: dict[bytes, str] = {}  # the same, the other way round
         last_epoch_check = last_resend = last_sweep = 0.0
+        down_since: float | None = None  # when Redis last stopped answering the collector: logged on recovery
         while not self._closed.is_set():
             now = time.monotonic()
             with self._lock:
@@ -272,7 +273,11 @@ class CeleryBackend:
                     if message["type"] == "message" and message["channel"] in by_channel:
                         results.append((by_channel[message["channel"]], message["data"]))
                     message = pubsub.get_message(timeout=0)
+                if down_since is not None:
+                    log.warning("Redis reachable again after %.1f s", time.monotonic() - down_since)
+                    down_since = None
             except redis.RedisError as exc:
+                down_since = time.monotonic() if down_since is None else down_since
                 log.warning("Redis unreachable (%s); outstanding tasks wait for it until their deadline", exc)
                 if pubsub is not None:
                     pubsub.close()

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -302,26 +303,29 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    """Markdown, as the README shows it: SFT → GRPO for every measure."""
-    columns = [
-        ("held-out MSE (greedy)", "mse_sft", "mse_grpo"),
-        ("held-out SSIM (greedy)", "ssim_sft", "ssim_grpo"),
-        ("held-out reward (T=0.7)", "heldout_reward_sft", "heldout_reward_grpo"),
-        ("training reward (first → last 10 steps)", "reward_first", "reward_last"),
-        ("non-ok held-out / training", "heldout_non_ok_sft", "heldout_non_ok_grpo"),
-        ("flagged held-out / training", "heldout_flagged_sft", "heldout_flagged_grpo"),
-        ("MSE / SSIM (T=0.7)", "mse_sft_t07", "mse_grpo_t07"),
+    """Markdown, as the README shows it: SFT → GRPO (or first → last steps) for every measure."""
+    # (column, the (before, after) pairs it shows separated by " / ", how a value is written)
+    columns: list[tuple[str, list[tuple[str, str]], Callable[[float | None], str]]] = [
+        ("held-out MSE (greedy)", [("mse_sft", "mse_grpo")], _f),
+        ("held-out SSIM (greedy)", [("ssim_sft", "ssim_grpo")], _f),
+        ("held-out reward (T=0.7)", [("heldout_reward_sft", "heldout_reward_grpo")], _f),
+        ("training reward (first → last 10 steps)", [("reward_first", "reward_last")], _f),
+        (
+            "non-ok held-out / training",
+            [("heldout_non_ok_sft", "heldout_non_ok_grpo"), ("non_ok_first", "non_ok_last")],
+            _pct,
+        ),
+        (
+            "flagged held-out / training",
+            [("heldout_flagged_sft", "heldout_flagged_grpo"), ("flagged_first", "flagged_last")],
+            _pct,
+        ),
+        ("MSE / SSIM (T=0.7)", [("mse_sft_t07", "mse_grpo_t07"), ("ssim_sft_t07", "ssim_grpo_t07")], _f),
     ]
     head = "| seed | " + " | ".join(name for name, _, _ in columns) + " | all better |"
     lines = [head, "|" + "---|" * (len(columns) + 2)]
     for s in summary["seeds"]:
-        cells = [f"{_f(s[a])} → {_f(s[b])}" for _, a, b in columns]
-        for i, share in ((4, "non_ok"), (5, "flagged")):  # shares as percentages, held-out then training
-            cells[i] = (
-                f"{_pct(s[f'heldout_{share}_sft'])} → {_pct(s[f'heldout_{share}_grpo'])}"
-                f" / {_pct(s[f'{share}_first'])} → {_pct(s[f'{share}_last'])}"
-            )
-        cells[6] += f" / {_f(s['ssim_sft_t07'])} → {_f(s['ssim_grpo_t07'])}"
+        cells = [" / ".join(f"{fmt(s[a])} → {fmt(s[b])}" for a, b in pairs) for _, pairs, fmt in columns]
         lines.append(f"| {s['seed']} | " + " | ".join(cells) + f" | {'yes' if s['improved'] else 'no'} |")
     return "\n".join(lines)
 

@@ -47,7 +47,7 @@ _TRANSPARENT, _WHITE = (0, 0, 0, 0), (255, 255, 255, 255)
 _BACKDROP = ("blend-mode", "BackgroundImage", "BackgroundAlpha")  # what reads the backdrop
 # usvg's errors for documents it cannot build a tree from; any other panic is a renderer bug.
 _INVALID = ("ParsingFailed", "NotAnUtf8Str", "MalformedGZip", "InvalidSize")
-_PANIC_PREFIX = "called `Result::unwrap()` on an `Err` value: "
+_ERR_VALUE = "Err` value: "  # the binding panics with "called `Result::unwrap()` on an `Err` value: <error>"
 # usvg's errors in the words a model author needs (the rest are passed on as usvg names them).
 _EXPLAINED = {
     "NoRootNode": 'no <svg> root in the SVG namespace (xmlns="http://www.w3.org/2000/svg")',
@@ -144,8 +144,8 @@ def _classify(message: str) -> Exception:
     """Turn a resvg panic into the document's fault or the renderer's."""
     if "LimitReached" in message:
         return RenderLimitError(f"resvg: {message}")
-    if any(f"Err` value: {kind}" in message for kind in _INVALID):
-        error = message.split(_PANIC_PREFIX, 1)[-1]
+    error = message.partition(_ERR_VALUE)[2]
+    if error.startswith(_INVALID):
         explained = next((words for name, words in _EXPLAINED.items() if name in error), None)
         return RenderError(f"resvg: {explained} ({error})" if explained else f"resvg: {error}")
     return RenderCrash(f"resvg panicked: {message}"[:500])

@@ -126,8 +126,12 @@ def test_resvg_panics_are_told_apart(settings: Settings) -> None:
         with pytest.raises(RenderError):
             render(invalid, width=8, height=8, renderer="resvg", font_file=settings.font_file, font_family="x")
     assert isinstance(_classify("called `Result::unwrap()` on an `Err` value: ParsingFailed(NoRootNode)"), RenderError)
-    no_root = str(_classify("called `Result::unwrap()` on an `Err` value: ParsingFailed(NoRootNode)"))
-    assert no_root.startswith("resvg: no <svg> root in the SVG namespace") and "unwrap" not in no_root
+    # The real panic of a wrong xmlns (a miniature rollout's), in words a model author can act on.
+    wrong_ns = '<svg xmlns="http://www.org/2000/svg" viewBox="0 0 64 64"><rect width="9" height="9"/></svg>'
+    with pytest.raises(RenderError) as no_root:
+        render(wrong_ns, width=8, height=8, renderer="resvg", font_file=settings.font_file, font_family="x")
+    assert str(no_root.value).startswith("resvg: no <svg> root in the SVG namespace"), no_root.value
+    assert "unwrap" not in str(no_root.value)
     assert isinstance(_classify("called `Result::unwrap()` on an `Err` value: InvalidSize"), RenderError)
     crash = _classify("index out of bounds: the len is 3 but the index is 7")  # a font or layout bug
     assert isinstance(crash, RenderCrash) and not isinstance(crash, RenderError)
